@@ -1,0 +1,111 @@
+"""The ``basewatch`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aoi import InvalidAOIError, read_aoi_file
+from imagery.errors import ImageryError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="basewatch: what changed between two satellite images of an area of interest.")
+console = Console(stderr=True)
+out = Console()
+
+
+@app.callback()
+def root() -> None:
+    """basewatch: what changed between two satellite images of an area of interest."""
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def split_bands(text: Optional[str]) -> Optional[list[str]]:
+    return [b.strip() for b in text.split(",")] if text else None
+
+
+@app.command()
+def detect(
+    before: Path = typer.Argument(..., help="Older scene (GeoTIFF/COG)."),
+    after: Path = typer.Argument(..., help="Newer scene (GeoTIFF/COG)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Product folder to create."),
+    aoi: Optional[Path] = typer.Option(None, "--aoi", help="Area of interest GeoJSON (lon/lat). Default: the scenes' overlap."),
+    method: str = typer.Option("default", "--method", "-m", help="Change method: default, irmad, cva or diff."),
+    before_bands: Optional[str] = typer.Option(None, help="Band roles of BEFORE in file order, e.g. blue,green,red,nir."),
+    after_bands: Optional[str] = typer.Option(None, help="Band roles of AFTER in file order."),
+    before_date: Optional[str] = typer.Option(None, help="Acquisition date of BEFORE (ISO 8601) if not tagged."),
+    after_date: Optional[str] = typer.Option(None, help="Acquisition date of AFTER (ISO 8601) if not tagged."),
+    pixel_size: Optional[float] = typer.Option(None, help="Analysis pixel size in metres (default: the coarser scene's)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Find what changed between BEFORE and AFTER and write the product folder."""
+    from imagery.pipeline import DEFAULT_METHOD, AnalysisParams, analyze
+    from imagery.products import write_products
+    from imagery.scenes import inspect_scene
+
+    chosen = DEFAULT_METHOD if method == "default" else method
+    from imagery.change import METHODS
+
+    if chosen not in METHODS:
+        fail(f"unknown method {method!r}; choose default, {', '.join(METHODS)}", 2)
+    if out_dir.exists() and not overwrite:
+        fail(f"{out_dir} already exists; choose another folder or pass --overwrite")
+    try:
+        aoi_geom = read_aoi_file(aoi).geometry if aoi else None
+        before_info = inspect_scene(before, bands=split_bands(before_bands), acquired=before_date)
+        after_info = inspect_scene(after, bands=split_bands(after_bands), acquired=after_date)
+        params = AnalysisParams(method=chosen, pixel_size_m=pixel_size)
+        with Progress(TextColumn("{task.description:<18}"), BarColumn(), TimeElapsedColumn(), console=console,
+                      disable=quiet, transient=True) as bar:
+            task = bar.add_task("starting", total=1.0)
+            analysis = analyze(before_info, after_info, aoi_geom, params,
+                               progress=lambda stage, f: bar.update(task, description=stage, completed=f))
+            bar.update(task, description="writing products", completed=0.9)
+            write_products(analysis, out_dir, overwrite=overwrite)
+    except (ImageryError, InvalidAOIError, ValueError, OSError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    print_summary(analysis, out_dir)
+
+
+def print_summary(analysis, out_dir: Path) -> None:
+    s = analysis.summary()
+    counts = s["counts"]["objects"]
+    table = Table(title=f"Changes {s['before_date'] or '?'} → {s['after_date'] or '?'}", show_edge=False)
+    table.add_column("class")
+    for c in ("appeared", "disappeared", "changed"):
+        table.add_column(c, justify="right")
+    for cls in ("vehicle", "vehicle_group", "tent", "structure", "other"):
+        row = [counts[c][cls] for c in ("appeared", "disappeared", "changed")]
+        if any(row):
+            table.add_row(cls, *map(str, row))
+    out.print(table)
+    shift = s["shift"]
+    out.print(
+        f"objects {s['counts']['total']}  changed {s['changed_area_m2']:,.0f} m²  "
+        f"not analysed {100 * s['not_analysed_fraction']:.1f} %  shift {shift['east_m']:+.2f} m E {shift['north_m']:+.2f} m N  "
+        f"method {s['method']}",
+        highlight=False,
+    )
+    out.print(f"products: {out_dir}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""One analysis: two scenes (and an AOI) in, change products in memory out.
+
+``analyze`` runs the stages of the design card in order; each stage is a
+function on arrays and grids from its own module. Reading scenes happens
+here through :mod:`imagery.scenes`; writing products is
+:mod:`imagery.products`' job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from rasterio import features
+from shapely.geometry.base import BaseGeometry
+
+from imagery import __version__
+from imagery.change import METHODS, ChangeInputs, ChangeResult
+from imagery.coregister import NO_SHIFT, ShiftEstimate, estimate_shift, structure_band
+from imagery.errors import AnalysisError, BandError, NoOverlapError
+from imagery.grid import Grid, analysis_grid, nominal_pixel_size_m
+from imagery.normalize import DEFAULT_SAMPLE, Normalisation, apply_normalisation, fit_irmad, fit_normalisation, sample_indexes
+from imagery.objects import MASK_VALUES, ChangeObject, counts_by
+from imagery.raster import BAND_ROLES, Raster, brightness
+from imagery.scenes import SceneInfo, read_onto_grid
+
+Progress = Callable[[str, float], None]
+
+DEFAULT_METHOD = "irmad"
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Options of one analysis.
+
+    Attributes
+    ----------
+    method : str
+        Change method, a key of :data:`imagery.change.METHODS`.
+    margin_m : float
+        Margin around the AOI bounds in the analysis grid, metres.
+    max_pixels : int
+        Largest analysis grid allowed.
+    pixel_size_m : float, optional
+        Analysis pixel size; default the coarser of the two scenes.
+    coregister : bool
+        Estimate and remove the residual shift of AFTER.
+    mask_clouds : bool
+        Detect clouds and cloud shadows and leave them not analysed.
+    """
+
+    method: str = DEFAULT_METHOD
+    margin_m: float = 0.0
+    max_pixels: int = 120_000_000
+    pixel_size_m: float | None = None
+    coregister: bool = True
+    mask_clouds: bool = True
+    sample_pixels: int = DEFAULT_SAMPLE
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Analysis:
+    """Everything an analysis produced, in memory, on the analysis grid."""
+
+    grid: Grid
+    before: Raster
+    after: Raster
+    analysed: np.ndarray
+    score: np.ndarray
+    mask: np.ndarray
+    objects: list[ChangeObject]
+    shift: ShiftEstimate
+    normalisation: Normalisation
+    change: ChangeResult
+    params: AnalysisParams
+    area_lonlat: BaseGeometry
+    timings: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The JSON-ready summary (summary.json)."""
+        px_m = nominal_pixel_size_m(self.grid)
+        px_area = px_m**2
+        changed_px = int(np.isin(self.mask, (1, 2, 3)).sum())
+        return {
+            "software": {"name": "basewatch", "version": __version__},
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "before_date": iso(self.before.acquired),
+            "after_date": iso(self.after.acquired),
+            "sources": self.sources,
+            "counts": counts_by(self.objects),
+            "changed_area_m2": round(changed_px * px_area, 1),
+            "analysed_area_m2": round(float(self.analysed.sum()) * px_area, 1),
+            "not_analysed_fraction": round(1 - float(self.analysed.sum()) / max(1, self.aoi_pixels()), 4),
+            "grid": self.grid.to_dict(),
+            "bands": list(self.before.bands),
+            "shift": self.shift.to_dict(self.grid),
+            "normalisation": self.normalisation.to_dict(),
+            "method": self.params.method,
+            "threshold": {"score": round(self.change.threshold, 6), "rule": self.change.rule},
+            "change_details": jsonable(self.change.details),
+            "params": self.params.to_dict(),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def aoi_pixels(self) -> int:
+        return int(self.sources.get("aoi_pixels", self.analysed.size))
+
+
+def iso(date) -> str | None:
+    return date.isoformat() if date is not None else None
+
+
+def jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return round(float(obj), 6)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def common_bands(before: SceneInfo, after: SceneInfo) -> tuple[str, ...]:
+    """Band roles present in both scenes, canonical order; raises if none."""
+    shared = tuple(r for r in BAND_ROLES if r in before.band_index and r in after.band_index)
+    if not shared:
+        raise BandError(
+            f"the scenes share no band: before has {', '.join(before.bands)}, after has {', '.join(after.bands)}"
+        )
+    if "pan" in shared and len(shared) > 1:
+        shared = tuple(r for r in shared if r != "pan")
+    return shared
+
+
+def analysis_area(before: SceneInfo, after: SceneInfo, aoi_lonlat: BaseGeometry | None) -> BaseGeometry:
+    """The lon/lat area both scenes cover (and the AOI, when given); raises if empty."""
+    overlap = before.footprint_lonlat().intersection(after.footprint_lonlat())
+    if overlap.is_empty or overlap.area == 0:
+        raise NoOverlapError("the two scenes do not overlap")
+    if aoi_lonlat is None:
+        return overlap
+    area = overlap.intersection(aoi_lonlat)
+    if area.is_empty or area.area == 0:
+        raise NoOverlapError("the scenes do not cover the AOI")
+    return area
+
+
+def rasterize_area(area_lonlat: BaseGeometry, grid: Grid) -> np.ndarray:
+    """Pixels whose centre lies inside a lon/lat geometry, bool (rows, cols)."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping
+
+    geom = transform_geom("EPSG:4326", grid.crs, mapping(area_lonlat))
+    return features.rasterize([(geom, 1)], out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8").astype(bool)
+
+
+class Stopwatch:
+    """Wall-clock timings per stage, seconds."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str):
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+def analyze(
+    before_info: SceneInfo,
+    after_info: SceneInfo,
+    aoi_lonlat: BaseGeometry | None = None,
+    params: AnalysisParams = AnalysisParams(),
+    *,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Find what changed between two scenes.
+
+    Parameters
+    ----------
+    before_info, after_info : SceneInfo
+        Validated scenes (:func:`imagery.scenes.inspect_scene`).
+    aoi_lonlat : shapely geometry, optional
+        Area of interest in EPSG:4326; default the overlap of the scenes.
+    params : AnalysisParams
+    progress : callable, optional
+        Called as ``progress(stage, fraction_done)``.
+
+    Returns
+    -------
+    Analysis
+    """
+    report = progress or (lambda stage, fraction: None)
+    if params.method not in METHODS:
+        raise ValueError(f"unknown method {params.method!r}; choose one of {', '.join(METHODS)}")
+    watch = Stopwatch()
+    report("planning", 0.0)
+    bands = common_bands(before_info, after_info)
+    area = analysis_area(before_info, after_info, aoi_lonlat)
+    pixel_size = params.pixel_size_m or max(before_info.pixel_size_m, after_info.pixel_size_m)
+    grid = analysis_grid(area, pixel_size_m=pixel_size, margin_m=params.margin_m, max_pixels=params.max_pixels)
+    inside = rasterize_area(area, grid)
+    if not inside.any():
+        raise NoOverlapError("the area to analyse is smaller than one pixel")
+    watch.lap("plan")
+
+    report("reading", 0.05)
+    before = read_onto_grid(before_info, grid, roles=bands)
+    after = read_onto_grid(after_info, grid, roles=bands)
+    watch.lap("read")
+    valid = before.valid & after.valid & inside
+    if valid.sum() < 64:
+        raise NoOverlapError("the scenes share no valid pixels inside the area to analyse")
+
+    report("co-registering", 0.25)
+    shift = NO_SHIFT
+    if params.coregister:
+        b_struct = structure_band(brightness(before), valid)
+        a_struct = structure_band(brightness(after), valid)
+        shift = estimate_shift(b_struct, a_struct, valid)
+        del b_struct, a_struct
+        if shift.magnitude_px >= 0.05:
+            moved = grid.translated(*shift.offset_m(grid))
+            after = read_onto_grid(after_info, moved, roles=bands)
+            after = Raster(after.data, after.valid, grid, after.bands, after.acquired, after.meta)
+            valid = before.valid & after.valid & inside
+    watch.lap("coregister")
+
+    report("normalising", 0.4)
+    analysed = valid.copy()
+    sample = sample_indexes(analysed, params.sample_pixels)
+    if sample.size < 64:
+        raise AnalysisError("too few valid pixels to compare the dates")
+    flat_before = before.data.reshape(before.count, -1)[:, sample]
+    flat_after = after.data.reshape(after.count, -1)[:, sample]
+    mad = fit_irmad(flat_before, flat_after) if before.count > 1 else None
+    norm = fit_normalisation(flat_before, flat_after, bands, mad=mad)
+    after_norm = apply_normalisation(after.data, norm)
+    watch.lap("normalise")
+
+    report("detecting change", 0.55)
+    inputs = ChangeInputs(before=before.data, after=after_norm, analysed=analysed, bands=bands,
+                          pixel_size_m=pixel_size, mad=mad, sample=sample, raw_after=after.data)
+    result = METHODS[params.method](inputs)
+    watch.lap("change")
+
+    report("objects", 0.75)
+    from imagery.segment import extract_objects
+
+    objects, object_mask = extract_objects(result, before.data, after_norm, analysed, grid=grid, pixel_size_m=pixel_size)
+    mask = object_mask
+    mask[~analysed] = MASK_VALUES["not_analysed"]
+    watch.lap("objects")
+    report("done", 1.0)
+
+    after_out = Raster(after_norm, after.valid, grid, bands, after.acquired, after.meta)
+    sources = {
+        "before": {"file": before_info.path, "date": iso(before_info.acquired), "bands": list(before_info.bands),
+                   "pixel_size_m": round(before_info.pixel_size_m, 4), "crs": str(before_info.grid.crs)},
+        "after": {"file": after_info.path, "date": iso(after_info.acquired), "bands": list(after_info.bands),
+                  "pixel_size_m": round(after_info.pixel_size_m, 4), "crs": str(after_info.grid.crs)},
+        "aoi_pixels": int(inside.sum()),
+    }
+    return Analysis(grid=grid, before=before, after=after_out, analysed=analysed, score=result.score, mask=mask,
+                    objects=objects, shift=shift, normalisation=norm, change=result, params=params,
+                    area_lonlat=area, timings=watch.times, sources=sources)

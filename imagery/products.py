@@ -1,0 +1,193 @@
+"""Writing and reading the product folder: the only module that writes analysis outputs.
+
+Everything is written into a temporary sibling folder and renamed into place,
+so a reader sees either no product folder or a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.io import MemoryFile
+from rasterio.warp import transform_geom
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+from shapely.geometry import mapping
+from shapely.geometry.polygon import orient
+
+from imagery.errors import ProductError
+from imagery.grid import Grid
+from imagery.objects import ChangeObject
+
+#: Files of a complete product folder.
+PRODUCT_FILES = ("changes.geojson", "change_mask.tif", "change_score.tif", "before.tif", "after.tif", "summary.json", "report.png")
+
+SCORE_NODATA = -1.0
+MASK_NOT_ANALYSED = 255
+
+
+def cog_profile(dtype: str, count: int, nodata=None) -> dict:
+    """COG creation options: 512 px tiles, DEFLATE with a predictor suited to the type."""
+    profile = dict(cog_profiles.get("deflate"))
+    profile.update(blockxsize=256, blockysize=256, predictor=3 if dtype.startswith("float") else 2, zlevel=6)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    return profile
+
+
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    grid: Grid,
+    *,
+    nodata: float | None = None,
+    mask: np.ndarray | None = None,
+    overview_resampling: str = "nearest",
+    descriptions: tuple[str, ...] | None = None,
+    tags: dict | None = None,
+) -> None:
+    """Write a (bands, rows, cols) or (rows, cols) array as a Cloud Optimized GeoTIFF.
+
+    Parameters
+    ----------
+    mask : ndarray (rows, cols) bool, optional
+        Written as an internal (lossless) mask: True = data.
+    overview_resampling : str
+        ``nearest`` for classes and masks, ``average`` for imagery and scores.
+    """
+    arr = data[None] if data.ndim == 2 else data
+    count, rows, cols = arr.shape
+    src_profile = {
+        "driver": "GTiff", "dtype": str(arr.dtype), "count": count, "width": cols, "height": rows,
+        "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
+    }
+    with MemoryFile() as memfile:
+        with memfile.open(**src_profile) as mem:
+            mem.write(arr)
+            if mask is not None:
+                mem.write_mask(mask.astype(np.uint8) * 255)
+            if descriptions:
+                for i, d in enumerate(descriptions, start=1):
+                    mem.set_band_description(i, d)
+            if tags:
+                mem.update_tags(**{k: str(v) for k, v in tags.items()})
+            cog_translate(
+                mem, str(path), cog_profile(str(arr.dtype), count, nodata),
+                nodata=nodata, add_mask=mask is not None, overview_resampling=overview_resampling,
+                in_memory=True, quiet=True, forward_band_tags=True,
+                config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": "256"},
+            )
+
+
+def geometry_lonlat(geometry, grid: Grid) -> dict:
+    """A grid-CRS shapely geometry as an RFC 7946 GeoJSON geometry (lon/lat, CCW exteriors, 7 decimals)."""
+    if geometry.geom_type == "Polygon":
+        geometry = orient(geometry, 1.0)
+    elif geometry.geom_type == "MultiPolygon":
+        from shapely.geometry import MultiPolygon
+
+        geometry = MultiPolygon([orient(p, 1.0) for p in geometry.geoms])
+    return transform_geom(grid.crs, "EPSG:4326", mapping(geometry), precision=7)
+
+
+def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_date: str | None, after_date: str | None) -> dict:
+    """The change objects as a GeoJSON FeatureCollection in EPSG:4326 (changes.geojson)."""
+    feats = []
+    for o in objects:
+        feats.append({
+            "type": "Feature",
+            "id": o.id,
+            "geometry": geometry_lonlat(o.geometry, grid),
+            "properties": {
+                "id": o.id,
+                "change": o.change,
+                "class": o.cls,
+                "area_m2": round(o.area_m2, 1),
+                "length_m": round(o.length_m, 2),
+                "width_m": round(o.width_m, 2),
+                "orientation_deg": round(o.orientation_deg, 1),
+                "score": round(o.score, 4),
+                "brightness_before": round(o.brightness_before, 5),
+                "brightness_after": round(o.brightness_after, 5),
+                "vehicles": o.vehicles,
+                "before_date": before_date,
+                "after_date": after_date,
+            },
+        })
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = False, render_report=None) -> Path:
+    """Write the product folder of an :class:`imagery.pipeline.Analysis` atomically.
+
+    Parameters
+    ----------
+    analysis : Analysis
+    outdir : path-like
+        The folder to create. It must not exist unless ``overwrite``.
+    render_report : callable, optional
+        ``render_report(analysis, path)``; default :func:`imagery.report.render_report`.
+
+    Returns
+    -------
+    Path
+        ``outdir``, complete.
+    """
+    from imagery.report import render_report as default_report
+
+    render_report = render_report or default_report
+    outdir = Path(outdir)
+    if outdir.exists() and not overwrite:
+        raise ProductError(f"{outdir} already exists; choose another folder or allow overwriting")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = outdir.parent / f".{outdir.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        summary = analysis.summary()
+        grid = analysis.grid
+        before_date, after_date = summary["before_date"], summary["after_date"]
+        fc = changes_feature_collection(analysis.objects, grid, before_date, after_date)
+        (tmp / "changes.geojson").write_text(json.dumps(fc))
+        write_cog(tmp / "change_mask.tif", analysis.mask.astype(np.uint8), grid, nodata=MASK_NOT_ANALYSED,
+                  overview_resampling="nearest", descriptions=("change",),
+                  tags={"VALUES": "0 no change, 1 appeared, 2 disappeared, 3 changed, 255 not analysed"})
+        score = np.where(analysis.analysed, analysis.score, SCORE_NODATA).astype(np.float32)
+        write_cog(tmp / "change_score.tif", score, grid, nodata=SCORE_NODATA, overview_resampling="average",
+                  descriptions=("change_score",))
+        del score
+        for name, raster in (("before", analysis.before), ("after", analysis.after)):
+            write_cog(tmp / f"{name}.tif", raster.data.astype(np.float32), grid, mask=raster.valid,
+                      overview_resampling="average", descriptions=raster.bands,
+                      tags={"ACQUISITION_DATE": summary[f"{name}_date"] or "", "BAND_NAMES": ",".join(raster.bands)})
+        render_report(analysis, tmp / "report.png")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        if outdir.exists():
+            old = outdir.parent / f".{outdir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(outdir, old)
+            os.rename(tmp, outdir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir
+
+
+def read_changes(outdir: str | os.PathLike) -> dict:
+    return json.loads((Path(outdir) / "changes.geojson").read_text())
+
+
+def read_summary(outdir: str | os.PathLike) -> dict:
+    return json.loads((Path(outdir) / "summary.json").read_text())
+
+
+def is_complete(outdir: str | os.PathLike) -> bool:
+    p = Path(outdir)
+    return p.is_dir() and all((p / f).is_file() for f in PRODUCT_FILES)
