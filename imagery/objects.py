@@ -138,7 +138,7 @@ def component_geometry(labels: np.ndarray, label: int, grid: Grid, bbox: tuple[s
     """Polygon(s) of one labelled component, in grid CRS, traced from its bounding box."""
     rs, cs = bbox
     sub = (labels[rs, cs] == label).astype(np.uint8)
-    transform = grid.transform * grid.transform.translation(cs.start, rs.start)
+    transform = grid.transform @ grid.transform.translation(cs.start, rs.start)
     polys = [shape(g) for g, v in features.shapes(sub, mask=sub.astype(bool), transform=transform, connectivity=8) if v == 1]
     if not polys:
         return Polygon()

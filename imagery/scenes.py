@@ -19,13 +19,14 @@ import datetime as dt
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
@@ -143,7 +144,9 @@ def check_local_tiff(path: str | os.PathLike) -> str:
 def open_scene(path: str) -> rasterio.io.DatasetReader:
     """Open a GeoTIFF with the driver allow-list; the caller must be inside :func:`gdal_env`."""
     try:
-        return rasterio.open(path, driver=ALLOWED_DRIVERS[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path, driver=ALLOWED_DRIVERS[0])
     except RasterioError as exc:
         raise InvalidSceneError(f"{Path(path).name}: not a readable GeoTIFF ({first_line(exc)})") from None
 
@@ -196,7 +199,10 @@ def inspect_scene(
         dtype = ds.dtypes[0]
         if dtype not in SUPPORTED_DTYPES or len(set(ds.dtypes)) != 1:
             raise InvalidSceneError(f"{name}: pixel type {dtype} is not supported (use one of {', '.join(SUPPORTED_DTYPES)})")
-        if ds.crs is None or ds.transform.is_identity:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            transform = ds.transform
+        if ds.crs is None or transform.is_identity:
             raise InvalidSceneError(f"{name}: the file is not georeferenced (no CRS or geotransform)")
         if ds.transform.b != 0 or ds.transform.d != 0:
             raise InvalidSceneError(f"{name}: rotated geotransforms are not supported")
