@@ -109,3 +109,114 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- service commands ----------------------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys (auth is on as soon as one key exists).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def open_store(settings):
+    from app.db import make_engine, migrate, session_factory
+
+    settings.ensure_dirs()
+    migrate(settings.db_url)
+    return session_factory(make_engine(settings.db_url))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., help="Who or what uses the key."),
+    team: str = typer.Option(..., help="Team that owns what the key creates and may see."),
+    role: str = typer.Option("analyst", help="analyst (read and create) or viewer (read only)."),
+):
+    """Create a key and print it alone on stdout (it is shown once and stored hashed)."""
+    from app import store
+    from app.settings import Settings
+
+    if role not in ("analyst", "viewer"):
+        fail("role must be analyst or viewer", 2)
+    sessions = open_store(Settings())
+    with sessions() as session:
+        row, key = store.create_key(session, name=name, team=team, role=role)
+    console.print(f"created key {row.prefix}… for {name} (team {team}, role {role})", highlight=False)
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list():
+    """List keys (prefix, name, team, role; never the key)."""
+    from app import store
+    from app.settings import Settings
+
+    sessions = open_store(Settings())
+    table = Table("id", "prefix", "name", "team", "role", "created", "revoked")
+    with sessions() as session:
+        for k in store.list_keys(session):
+            table.add_row(k.id, k.prefix, k.name, k.team, k.role, str(k.created_at)[:19], str(k.revoked_at or "")[:19])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="Key id or prefix.")):
+    """Revoke a key."""
+    from app import store
+    from app.settings import Settings
+
+    sessions = open_store(Settings())
+    with sessions() as session:
+        n = store.revoke_key(session, key)
+    if not n:
+        fail(f"no active key {key!r}")
+    console.print(f"revoked {n} key(s)")
+
+
+@app.command()
+def config():
+    """Print every setting with its current value (BASEWATCH_* environment variables)."""
+    from app.settings import Settings
+
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: say which variable is wrong
+        fail(f"invalid configuration: {exc}")
+    table = Table("variable", "value", "meaning", show_lines=False)
+    for var, value, desc in settings.described():
+        table.add_row(var, value, desc)
+    out.print(table)
+
+
+@app.command()
+def serve(
+    demo: bool = typer.Option(False, "--demo", help="On an empty data folder: synthesise a base, ingest it and run an analysis first."),
+    host: Optional[str] = typer.Option(None, help="Bind address (default BASEWATCH_HOST)."),
+    port: Optional[int] = typer.Option(None, help="Port (default BASEWATCH_PORT)."),
+):
+    """Run the HTTP service (and its analysis workers)."""
+    import logging
+
+    import uvicorn
+
+    from app import store
+    from app.main import create_app
+    from app.settings import Settings
+
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = Settings(**overrides)
+    sessions = open_store(settings)
+    with sessions() as session:
+        secured = store.any_active_key(session)
+    if not secured and not settings.binds_loopback_only():
+        fail(f"no API key exists, so the service would be open: it only binds to loopback (not {settings.host}). "
+             "Create a key with `basewatch keys create` first, or bind 127.0.0.1.")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if demo:
+        from app.demo import ensure_demo
+
+        analysis_id = ensure_demo(settings, sessions, console=console)
+        if analysis_id:
+            console.print(f"[bold green]demo ready[/]: http://{settings.host}:{settings.port}/v1/analyses/{analysis_id}/viewer", highlight=False)
+    console.print(f"basewatch serving on http://{settings.host}:{settings.port}  (API docs: /docs)", highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=5)

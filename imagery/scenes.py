@@ -112,6 +112,7 @@ class SceneInfo:
     offsets: tuple[float, ...]
     acquired: dt.date | None
     pixel_size_m: float
+    data_bands: tuple[int, ...] = ()
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -207,6 +208,7 @@ def inspect_scene(
         if ds.transform.b != 0 or ds.transform.d != 0:
             raise InvalidSceneError(f"{name}: rotated geotransforms are not supported")
         grid = Grid(ds.crs, ds.transform, (ds.height, ds.width))
+        data_bands = tuple(i for i in range(1, ds.count + 1) if ds.colorinterp[i - 1] != ColorInterp.alpha)
         band_index = band_roles(ds, bands, name)
         scales, offsets = radiometric_scaling(ds)
         date = parse_date(acquired) if acquired is not None else date_from_tags(ds)
@@ -221,6 +223,7 @@ def inspect_scene(
             offsets=offsets,
             acquired=date,
             pixel_size_m=nominal_pixel_size_m(grid),
+            data_bands=data_bands,
         )
 
 

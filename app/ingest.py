@@ -1,0 +1,210 @@
+"""Scene ingest: a multipart upload streamed to disk, validated, converted to COG, recorded.
+
+Nothing of a refused upload stays on disk or in the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_multipart import MultipartParser
+from python_multipart.multipart import parse_options_header
+from rasterio.errors import RasterioError
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+from shapely.geometry import mapping
+from starlette.requests import Request
+
+from app.errors import InvalidRequest, PayloadTooLarge
+from app.models import Scene, new_id
+from app.settings import Settings
+from imagery.errors import InvalidSceneError
+from imagery.scenes import SceneInfo, SceneLimits, first_line, gdal_env, inspect_scene, open_scene, parse_date
+
+MAX_FIELD_BYTES = 10_000
+
+
+@dataclass
+class Upload:
+    """A streamed multipart form: small text fields in memory, the one file on disk."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    filename: str | None = None
+    size: int = 0
+    sha256: str = ""
+
+    def discard(self) -> None:
+        """Remove the uploaded file and its private folder."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass
+
+
+async def receive_upload(request: Request, settings: Settings) -> Upload:
+    """Parse ``multipart/form-data`` from the request stream, writing the ``file`` part to the uploads folder.
+
+    Raises PayloadTooLarge as soon as the body exceeds ``max_upload_mb``
+    (from Content-Length before reading, else while streaming).
+    """
+    limit = settings.max_upload_mb * 1024 * 1024
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidRequest("send the scene as multipart/form-data with a 'file' part")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
+        raise PayloadTooLarge(f"the upload is larger than the limit of {settings.max_upload_mb} MB")
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    upload = Upload()
+    digest = hashlib.sha256()
+    state = {"name": None, "filename": None, "headers": {}, "field": b"", "fh": None, "header_field": b"", "header_value": b""}
+
+    def on_header_field(data, start, end):
+        state["header_field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        state["header_value"] += data[start:end]
+
+    def on_header_end():
+        state["headers"][state["header_field"].decode("latin-1").lower()] = state["header_value"]
+        state["header_field"], state["header_value"] = b"", b""
+
+    def on_headers_finished():
+        _, disp = parse_options_header(state["headers"].get("content-disposition", b""))
+        state["name"] = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        if state["name"] == "file" and filename is not None:
+            if upload.path is not None:
+                raise InvalidRequest("send exactly one file")
+            upload.filename = safe_filename(filename.decode("utf-8", "replace"))
+            folder = settings.uploads_dir / uuid.uuid4().hex
+            folder.mkdir()
+            upload.path = folder / upload.filename
+            state["fh"] = open(upload.path, "wb")
+
+    def on_part_data(data, start, end):
+        chunk = data[start:end]
+        if state["fh"] is not None:
+            upload.size += len(chunk)
+            if upload.size > limit:
+                raise PayloadTooLarge(f"the upload is larger than the limit of {settings.max_upload_mb} MB")
+            digest.update(chunk)
+            state["fh"].write(chunk)
+        else:
+            state["field"] += chunk
+            if len(state["field"]) > MAX_FIELD_BYTES:
+                raise InvalidRequest(f"form field {state['name']!r} is too long")
+
+    def on_part_end():
+        if state["fh"] is not None:
+            state["fh"].close()
+            state["fh"] = None
+        elif state["name"]:
+            upload.fields[state["name"]] = state["field"].decode("utf-8", "replace")
+        state.update(name=None, headers={}, field=b"")
+
+    parser = MultipartParser(params[b"boundary"], callbacks={
+        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except BaseException:
+        if state["fh"] is not None:
+            state["fh"].close()
+        upload.discard()
+        raise
+    if upload.path is None:
+        raise InvalidRequest("the form has no 'file' part")
+    upload.sha256 = digest.hexdigest()
+    return upload
+
+
+def safe_filename(name: str) -> str:
+    """The last path component of a client-supplied name, printable, at most 120 characters."""
+    base = Path(name.replace("\\", "/")).name
+    base = "".join(ch if ch.isalnum() or ch in "._-+ " else "_" for ch in base).strip(" .")
+    return base[:120] or "scene.tif"
+
+
+def parse_bands(text: str | None) -> list[str] | None:
+    """Band roles from 'blue,green,red,nir' or a JSON list."""
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError:
+            raise InvalidRequest("bands must be a JSON list or comma-separated roles") from None
+        return [str(v) for v in values]
+    return [b.strip() for b in text.split(",")]
+
+
+def convert_to_cog(info: SceneInfo, dst: Path) -> None:
+    """Re-encode a validated scene as a COG (reads every pixel, so a truncated file fails here)."""
+    profile = dict(cog_profiles.get("deflate"))
+    profile.update(blockxsize=512, blockysize=512, predictor=2 if info.dtype.startswith(("uint", "int")) else 3)
+    try:
+        with gdal_env(), open_scene(info.path) as src:
+            cog_translate(src, str(dst), profile, in_memory=False, quiet=True, forward_band_tags=True,
+                          forward_ns_tags=False, overview_resampling="average",
+                          config={"GDAL_NUM_THREADS": "2", "GDAL_TIFF_INTERNAL_MASK": "YES"})
+    except RasterioError as exc:
+        dst.unlink(missing_ok=True)
+        raise InvalidSceneError(f"{Path(info.path).name}: the pixels cannot be read; the file is corrupt or truncated ({first_line(exc)})") from None
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+
+
+def ingest(upload: Upload, settings: Settings, team: str) -> Scene:
+    """Validate the uploaded file, store it as a COG and return the (unsaved) Scene row.
+
+    The upload file is always removed; the COG only survives if this returns.
+    """
+    scene_id = new_id()
+    final = settings.scenes_dir / f"{scene_id}.tif"
+    partial = settings.scenes_dir / f".{scene_id}.partial.tif"
+    try:
+        acquired_text = upload.fields.get("acquired_at") or None
+        try:
+            acquired = parse_date(acquired_text) if acquired_text else None
+        except ValueError:
+            raise InvalidRequest(f"acquired_at must be an ISO 8601 date, got {acquired_text!r}") from None
+        roles = parse_bands(upload.fields.get("bands"))
+        info = inspect_scene(upload.path, bands=roles, acquired=acquired,
+                             limits=SceneLimits(max_pixels=settings.max_scene_pixels))
+        if info.acquired is None:
+            raise InvalidRequest("acquired_at is required (the file carries no acquisition date tag)")
+        settings.scenes_dir.mkdir(parents=True, exist_ok=True)
+        convert_to_cog(info, partial)
+        os.replace(partial, final)
+        role_of_band = {index: role for role, index in info.band_index.items()}
+        roles_in_order = [role_of_band.get(index, "-") for index in info.data_bands]
+        footprint = info.footprint_lonlat()
+        west, south, east, north = footprint.bounds
+        return Scene(
+            id=scene_id, team=team, filename=upload.filename or "scene.tif", path=str(final.relative_to(settings.data_dir)),
+            acquired_at=info.acquired, sensor=(upload.fields.get("sensor") or None), bands=roles_in_order, crs=info.grid.crs.to_string(),
+            pixel_size_m=info.pixel_size_m, width=info.grid.cols, height=info.grid.rows, dtype=info.dtype,
+            footprint=mapping(footprint), west=west, south=south, east=east, north=north,
+            checksum=upload.sha256, size_bytes=upload.size, created_at=dt.datetime.now(dt.timezone.utc),
+        )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        raise
+    finally:
+        upload.discard()

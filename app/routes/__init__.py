@@ -1,0 +1,1 @@
+"""HTTP routers: thin wrappers around app.store, app.ingest and imagery."""

@@ -1,0 +1,164 @@
+"""Analyses: queue, list, status, delete, and the product files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from shapely.geometry import shape
+
+from app import store
+from app.deps import AnalystDep, MapPrincipalDep, PrincipalDep, SessionDep, SettingsDep
+from app.errors import InvalidRequest, NotFound
+from app.models import Analysis
+from app.schemas import AnalysisCreate, AnalysisOut, Page
+from app.views import analysis_out
+from imagery.change import METHODS
+from imagery.pipeline import DEFAULT_METHOD
+
+router = APIRouter(prefix="/v1", tags=["analyses"])
+
+#: Product files that may be downloaded, with their media types.
+DOWNLOADS = {
+    "changes.geojson": "application/geo+json",
+    "report.png": "image/png",
+    "summary.json": "application/json",
+    "change_mask.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+    "change_score.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+    "before.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+    "after.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+}
+
+
+class AnalysisOptions(BaseModel):
+    """Optional analysis parameters accepted from clients."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixel_size_m: float | None = Field(None, gt=0.05, le=1000)
+    margin_m: float = Field(0.0, ge=0, le=5000)
+    coregister: bool = True
+    mask_clouds: bool = True
+
+
+def base_url(request: Request, settings) -> str:
+    return (settings.public_url or str(request.base_url)).rstrip("/")
+
+
+@router.post("/aois/{aoi_id}/analyses", status_code=202, response_model=AnalysisOut)
+def create_analysis(aoi_id: str, body: AnalysisCreate, request: Request, response: Response, session: SessionDep,
+                    settings: SettingsDep, principal: AnalystDep) -> AnalysisOut:
+    """Queue an analysis of two scenes over an AOI; answers 202 at once with a Location to poll."""
+    aoi = store.get_aoi(session, principal.team, aoi_id)
+    try:
+        before = store.get_scene(session, principal.team, body.before_scene_id)
+    except NotFound:
+        raise NotFound("before scene not found") from None
+    try:
+        after = store.get_scene(session, principal.team, body.after_scene_id)
+    except NotFound:
+        raise NotFound("after scene not found") from None
+    method = body.method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise InvalidRequest(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    try:
+        options = AnalysisOptions(**body.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidRequest(f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if before.id == after.id:
+        raise InvalidRequest("before and after must be two different scenes")
+    if before.acquired_at > after.acquired_at:
+        raise InvalidRequest(f"the before scene ({before.acquired_at}) is newer than the after scene ({after.acquired_at})")
+    geom = shape(aoi.geometry)
+    for label, scene in (("before", before), ("after", after)):
+        if not shape(scene.footprint).intersects(geom):
+            raise InvalidRequest(f"the {label} scene does not cover the AOI")
+    shared = {b for b in before.bands if b != "-"} & {b for b in after.bands if b != "-"}
+    if not shared:
+        raise InvalidRequest(f"the scenes share no band: before has {before.bands}, after has {after.bands}")
+    row = store.add_analysis(session, Analysis(team=principal.team, aoi_id=aoi.id, before_scene_id=before.id,
+                                               after_scene_id=after.id, method=method,
+                                               params=options.model_dump(exclude_defaults=True)))
+    request.app.state.dispatcher_wake()
+    response.headers["Location"] = f"/v1/analyses/{row.id}"
+    return analysis_out(row, base_url(request, settings))
+
+
+@router.get("/analyses", response_model=Page[AnalysisOut])
+def list_analyses(
+    request: Request, session: SessionDep, settings: SettingsDep, principal: PrincipalDep,
+    aoi_id: str | None = None,
+    status: Annotated[Literal["queued", "running", "succeeded", "failed"] | None, Query()] = None,
+    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = store.DEFAULT_LIMIT,
+) -> Page[AnalysisOut]:
+    rows, nxt = store.list_analyses(session, principal.team, aoi_id=aoi_id, status=status, cursor=cursor, limit=limit)
+    base = base_url(request, settings)
+    return Page[AnalysisOut](items=[analysis_out(r, base) for r in rows], next=nxt)
+
+
+@router.get("/analyses/{analysis_id}", response_model=AnalysisOut)
+def get_analysis(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep,
+                 principal: PrincipalDep) -> AnalysisOut:
+    """Status, progress, error (a reason a person can act on), summary and links."""
+    return analysis_out(store.get_analysis(session, principal.team, analysis_id), base_url(request, settings))
+
+
+@router.delete("/analyses/{analysis_id}", status_code=204)
+def delete_analysis(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep,
+                    principal: AnalystDep) -> Response:
+    row = store.delete_analysis(session, principal.team, analysis_id)
+    if row.product_dir:
+        request.app.state.products.forget(row.id)
+        import shutil
+
+        shutil.rmtree(settings.data_dir / row.product_dir, ignore_errors=True)
+    return Response(status_code=204)
+
+
+def product_path(session, settings, principal, analysis_id: str, name: str) -> Path:
+    if name not in DOWNLOADS:
+        raise NotFound()
+    row = store.get_analysis(session, principal.team, analysis_id)
+    if row.status != "succeeded" or not row.product_dir:
+        raise NotFound("the analysis has no products yet")
+    path = settings.data_dir / row.product_dir / name
+    if not path.is_file():
+        raise NotFound()
+    return path
+
+
+def serve_file(request: Request, path: Path, media_type: str) -> Response:
+    stat = path.stat()
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+@router.get("/analyses/{analysis_id}/changes.geojson")
+def changes(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The change objects (GeoJSON FeatureCollection, EPSG:4326)."""
+    return serve_file(request, product_path(session, settings, principal, analysis_id, "changes.geojson"), DOWNLOADS["changes.geojson"])
+
+
+@router.get("/analyses/{analysis_id}/report.png")
+def report(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The annotated report figure."""
+    return serve_file(request, product_path(session, settings, principal, analysis_id, "report.png"), "image/png")
+
+
+@router.get("/analyses/{analysis_id}/summary.json")
+def summary(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    return serve_file(request, product_path(session, settings, principal, analysis_id, "summary.json"), "application/json")
+
+
+@router.get("/analyses/{analysis_id}/files/{name}")
+def product_file(analysis_id: str, name: str, request: Request, session: SessionDep, settings: SettingsDep,
+                 principal: MapPrincipalDep):
+    """Any product file (COGs for QGIS/GDAL: change_mask.tif, change_score.tif, before.tif, after.tif)."""
+    return serve_file(request, product_path(session, settings, principal, analysis_id, name), DOWNLOADS.get(name, "application/octet-stream"))

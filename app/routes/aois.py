@@ -1,0 +1,44 @@
+"""Areas of interest: register, list, read (with the scenes that cover it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from shapely.geometry import mapping, shape
+
+from aoi import parse_aoi
+from app import store
+from app.deps import AnalystDep, PrincipalDep, SessionDep
+from app.models import Aoi
+from app.schemas import AoiCreate, AoiOut, Page
+from app.views import aoi_out
+
+router = APIRouter(prefix="/v1/aois", tags=["aois"])
+
+
+@router.post("", status_code=201, response_model=AoiOut)
+def create_aoi(body: AoiCreate, session: SessionDep, principal: AnalystDep, response: Response) -> AoiOut:
+    """Register an AOI (validated: valid polygon, lon/lat, size limits, not across the antimeridian)."""
+    aoi = parse_aoi(body.geometry, name=body.name)
+    west, south, east, north = aoi.bounds
+    row = store.add_aoi(session, Aoi(team=principal.team, name=body.name, description=body.description,
+                                     geometry=mapping(aoi.geometry), west=west, south=south, east=east, north=north,
+                                     area_m2=aoi.area_m2))
+    response.headers["Location"] = f"/v1/aois/{row.id}"
+    return aoi_out(row)
+
+
+@router.get("", response_model=Page[AoiOut])
+def list_aois(session: SessionDep, principal: PrincipalDep, cursor: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = store.DEFAULT_LIMIT) -> Page[AoiOut]:
+    rows, nxt = store.list_aois(session, principal.team, cursor=cursor, limit=limit)
+    return Page[AoiOut](items=[aoi_out(r) for r in rows], next=nxt)
+
+
+@router.get("/{aoi_id}", response_model=AoiOut)
+def get_aoi(aoi_id: str, session: SessionDep, principal: PrincipalDep) -> AoiOut:
+    row = store.get_aoi(session, principal.team, aoi_id)
+    geom = shape(row.geometry)
+    covering = [s for s in store.scenes_overlapping(session, principal.team, row) if shape(s.footprint).intersects(geom)]
+    return aoi_out(row, covering)
