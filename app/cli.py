@@ -107,8 +107,6 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
 
 
 # --- service commands ----------------------------------------------------------------------
@@ -220,3 +218,7 @@ def serve(
     console.print(f"basewatch serving on http://{settings.host}:{settings.port}  (API docs: /docs)", highlight=False)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()
