@@ -86,20 +86,27 @@ def structure_band(image: np.ndarray, valid: np.ndarray, *, sigma_px: float = 1.
     return ndimage.gaussian_gradient_magnitude(filled, sigma=sigma_px).astype(np.float32)
 
 
-def block_origins(valid: np.ndarray, block_px: int, *, min_valid: float = 0.95, max_blocks: int = 36):
-    """Upper-left corners of blocks of ``block_px`` that are at least ``min_valid`` valid, spread over the image."""
+def block_origins(valid: np.ndarray, block_px: int, *, min_valid: float = 0.8, max_blocks: int = 49):
+    """Upper-left corners of blocks of ``block_px`` (half-overlapping) that are at least ``min_valid`` valid."""
     rows, cols = valid.shape
     if rows < block_px or cols < block_px:
         return []
-    n_r = max(1, rows // block_px)
-    n_c = max(1, cols // block_px)
-    rs = np.linspace(0, rows - block_px, n_r).astype(int)
-    cs = np.linspace(0, cols - block_px, n_c).astype(int)
+    step = max(1, block_px // 2)
+    rs = list(range(0, rows - block_px + 1, step))
+    cs = list(range(0, cols - block_px + 1, step))
     origins = [(r, c) for r in rs for c in cs if valid[r:r + block_px, c:c + block_px].mean() >= min_valid]
     if len(origins) > max_blocks:
         keep = np.linspace(0, len(origins) - 1, max_blocks).round().astype(int)
         origins = [origins[i] for i in keep]
     return origins
+
+
+def consensus(shifts: np.ndarray, tolerance_px: float) -> np.ndarray:
+    """Boolean mask of the largest group of shifts lying within ``tolerance_px`` of one of them (mode seeking)."""
+    dist = np.hypot(*(shifts[:, None, :] - shifts[None, :, :]).transpose(2, 0, 1))
+    support = (dist <= tolerance_px).sum(axis=1)
+    best = int(np.argmax(support))
+    return dist[best] <= tolerance_px
 
 
 def estimate_shift(
@@ -121,20 +128,21 @@ def estimate_shift(
     valid : ndarray (rows, cols) bool
         Pixels valid in both dates.
     block_px : int, optional
-        Block side in pixels; default a quarter of the shorter side, clipped
-        to 64-512, so small rasters get several blocks and large ones are not
-        dominated by one region.
+        Block side in pixels; default a power of two near a quarter of the
+        shorter side, clipped to 64-256; blocks overlap by half and need 80 %
+        valid pixels (invalid ones are zeroed after centring).
     upsample : int
         Phase-correlation upsampling factor: precision 1/upsample px.
     tolerance_px : float
-        A block agrees with the consensus if it lies within
-        ``max(tolerance_px, 3 * MAD)`` of the median shift.
+        Blocks agree when their shifts lie within this distance; the
+        estimate is the mean of the largest agreeing group, and no shift at
+        all (quality 0) when fewer than three blocks agree.
 
     Returns
     -------
     ShiftEstimate
-        Mean of the agreeing blocks; :data:`NO_SHIFT` when no block has
-        enough valid pixels.
+        Mean of the agreeing blocks; zero shift when no block has enough
+        valid pixels or the blocks do not agree.
 
     References
     ----------
@@ -143,7 +151,7 @@ def estimate_shift(
     """
     short = min(valid.shape)
     if block_px is None:
-        block_px = int(np.clip(2 ** np.floor(np.log2(max(short // 3, 64))), 64, 512))
+        block_px = int(np.clip(2 ** np.floor(np.log2(max(short // 4, 64))), 64, 256))
     block_px = min(block_px, short)
     origins = block_origins(valid, block_px)
     if not origins and valid.mean() > 0.5:
@@ -151,21 +159,22 @@ def estimate_shift(
     window = np.outer(np.hanning(block_px), np.hanning(block_px)).astype(np.float32)
     shifts = []
     for r, c in origins:
-        ref = before[r:r + block_px, c:c + block_px]
-        mov = after[r:r + block_px, c:c + block_px]
-        if ref.shape != (block_px, block_px) or ref.std() == 0 or mov.std() == 0:
+        ok = valid[r:r + block_px, c:c + block_px]
+        ref = np.where(ok, before[r:r + block_px, c:c + block_px], 0.0)
+        mov = np.where(ok, after[r:r + block_px, c:c + block_px], 0.0)
+        if ref.std() == 0 or mov.std() == 0:
             continue
-        ref = (ref - ref.mean()) * window
-        mov = (mov - mov.mean()) * window
+        ref = (ref - ref[ok].mean()) * ok * window
+        mov = (mov - mov[ok].mean()) * ok * window
         shift, _, _ = phase_cross_correlation(ref, mov, upsample_factor=upsample, normalization=None)
         shifts.append(-np.asarray(shift, dtype=float))
     if not shifts:
         return NO_SHIFT
     shifts = np.array(shifts)
-    median = np.median(shifts, axis=0)
-    dist = np.hypot(*(shifts - median).T)
-    mad = float(np.median(dist))
-    agree = dist <= max(tolerance_px, 3 * 1.4826 * mad)
+    agree = consensus(shifts, tolerance_px)
+    if agree.sum() < min(3, len(shifts)):
+        # No group of blocks agrees: the estimate would be noise; leave the scenes as georeferenced.
+        return ShiftEstimate(0.0, 0.0, 0, len(shifts), float(np.median(np.hypot(*(shifts - np.median(shifts, 0)).T))))
     inliers = shifts[agree]
     best = inliers.mean(axis=0)
     spread = float(np.median(np.hypot(*(inliers - best).T))) if len(inliers) > 1 else 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -176,34 +177,34 @@ class Stopwatch:
         self._t = now
 
 
-def analyze(
+@dataclass
+class Prepared:
+    """Both dates on one grid, co-registered and radiometrically comparable: what change methods work on."""
+
+    grid: Grid
+    before: Raster
+    after: Raster
+    after_norm: np.ndarray
+    inside: np.ndarray
+    valid: np.ndarray
+    shift: ShiftEstimate
+    normalisation: Normalisation
+    mad: object
+    sample: np.ndarray
+    pixel_size_m: float
+    area_lonlat: BaseGeometry
+
+
+def prepare(
     before_info: SceneInfo,
     after_info: SceneInfo,
-    aoi_lonlat: BaseGeometry | None = None,
-    params: AnalysisParams = AnalysisParams(),
+    aoi_lonlat: BaseGeometry | None,
+    params: AnalysisParams,
     *,
-    progress: Progress | None = None,
-) -> Analysis:
-    """Find what changed between two scenes.
-
-    Parameters
-    ----------
-    before_info, after_info : SceneInfo
-        Validated scenes (:func:`imagery.scenes.inspect_scene`).
-    aoi_lonlat : shapely geometry, optional
-        Area of interest in EPSG:4326; default the overlap of the scenes.
-    params : AnalysisParams
-    progress : callable, optional
-        Called as ``progress(stage, fraction_done)``.
-
-    Returns
-    -------
-    Analysis
-    """
-    report = progress or (lambda stage, fraction: None)
-    if params.method not in METHODS:
-        raise ValueError(f"unknown method {params.method!r}; choose one of {', '.join(METHODS)}")
-    watch = Stopwatch()
+    report: Progress,
+    watch: Stopwatch,
+) -> Prepared:
+    """Stages 1-4: plan the grid, read both scenes onto it, co-register, normalise."""
     report("planning", 0.0)
     bands = common_bands(before_info, after_info)
     area = analysis_area(before_info, after_info, aoi_lonlat)
@@ -237,8 +238,7 @@ def analyze(
     watch.lap("coregister")
 
     report("normalising", 0.4)
-    analysed = valid.copy()
-    sample = sample_indexes(analysed, params.sample_pixels)
+    sample = sample_indexes(valid, params.sample_pixels)
     if sample.size < 64:
         raise AnalysisError("too few valid pixels to compare the dates")
     flat_before = before.data.reshape(before.count, -1)[:, sample]
@@ -247,30 +247,64 @@ def analyze(
     norm = fit_normalisation(flat_before, flat_after, bands, mad=mad)
     after_norm = apply_normalisation(after.data, norm)
     watch.lap("normalise")
+    return Prepared(grid=grid, before=before, after=after, after_norm=after_norm, inside=inside, valid=valid, shift=shift,
+                    normalisation=norm, mad=mad, sample=sample, pixel_size_m=pixel_size, area_lonlat=area)
+
+
+def analyze(
+    before_info: SceneInfo,
+    after_info: SceneInfo,
+    aoi_lonlat: BaseGeometry | None = None,
+    params: AnalysisParams = AnalysisParams(),
+    *,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Find what changed between two scenes.
+
+    Parameters
+    ----------
+    before_info, after_info : SceneInfo
+        Validated scenes (:func:`imagery.scenes.inspect_scene`).
+    aoi_lonlat : shapely geometry, optional
+        Area of interest in EPSG:4326; default the overlap of the scenes.
+    params : AnalysisParams
+    progress : callable, optional
+        Called as ``progress(stage, fraction_done)``.
+
+    Returns
+    -------
+    Analysis
+    """
+    report = progress or (lambda stage, fraction: None)
+    if params.method not in METHODS:
+        raise ValueError(f"unknown method {params.method!r}; choose one of {', '.join(METHODS)}")
+    watch = Stopwatch()
+    prep = prepare(before_info, after_info, aoi_lonlat, params, report=report, watch=watch)
+    grid, before, bands = prep.grid, prep.before, prep.before.bands
+    analysed = prep.valid.copy()
 
     report("detecting change", 0.55)
-    inputs = ChangeInputs(before=before.data, after=after_norm, analysed=analysed, bands=bands,
-                          pixel_size_m=pixel_size, mad=mad, sample=sample, raw_after=after.data)
+    inputs = ChangeInputs(before=before.data, after=prep.after_norm, analysed=analysed, bands=bands,
+                          pixel_size_m=prep.pixel_size_m, mad=prep.mad, sample=prep.sample, raw_after=prep.after.data)
     result = METHODS[params.method](inputs)
     watch.lap("change")
 
     report("objects", 0.75)
     from imagery.segment import extract_objects
 
-    objects, object_mask = extract_objects(result, before.data, after_norm, analysed, grid=grid, pixel_size_m=pixel_size)
-    mask = object_mask
+    objects, mask = extract_objects(result, before.data, prep.after_norm, analysed, grid=grid, pixel_size_m=prep.pixel_size_m)
     mask[~analysed] = MASK_VALUES["not_analysed"]
     watch.lap("objects")
     report("done", 1.0)
 
-    after_out = Raster(after_norm, after.valid, grid, bands, after.acquired, after.meta)
+    after_out = Raster(prep.after_norm, prep.after.valid, grid, bands, prep.after.acquired, prep.after.meta)
     sources = {
-        "before": {"file": before_info.path, "date": iso(before_info.acquired), "bands": list(before_info.bands),
+        "before": {"file": Path(before_info.path).name, "date": iso(before_info.acquired), "bands": list(before_info.bands),
                    "pixel_size_m": round(before_info.pixel_size_m, 4), "crs": str(before_info.grid.crs)},
-        "after": {"file": after_info.path, "date": iso(after_info.acquired), "bands": list(after_info.bands),
+        "after": {"file": Path(after_info.path).name, "date": iso(after_info.acquired), "bands": list(after_info.bands),
                   "pixel_size_m": round(after_info.pixel_size_m, 4), "crs": str(after_info.grid.crs)},
-        "aoi_pixels": int(inside.sum()),
+        "aoi_pixels": int(prep.inside.sum()),
     }
     return Analysis(grid=grid, before=before, after=after_out, analysed=analysed, score=result.score, mask=mask,
-                    objects=objects, shift=shift, normalisation=norm, change=result, params=params,
-                    area_lonlat=area, timings=watch.times, sources=sources)
+                    objects=objects, shift=prep.shift, normalisation=prep.normalisation, change=result, params=params,
+                    area_lonlat=prep.area_lonlat, timings=watch.times, sources=sources)

@@ -74,7 +74,7 @@ def viewer(request: Request, analysis_id: str, principal: MapPrincipalDep, sessi
     })
 
 
-@router.get("/viewer-assets/{path:path}", include_in_schema=False)
+@router.api_route("/viewer-assets/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def viewer_asset(path: str) -> FileResponse:
     """Static files of the viewer (Leaflet, JS, CSS, icons); immutable, versioned by ``?v=`` in the page."""
     target = (STATIC_DIR / path).resolve()
