@@ -134,21 +134,26 @@ def densified_box(bounds: tuple[float, float, float, float], points_per_edge: in
 def ground_pixel_size_m(grid: Grid) -> tuple[float, float]:
     """Ground size ``(x, y)`` of one pixel in metres, measured at the grid centre.
 
-    For projected CRSs in metres this is the pixel size itself (scale factor
-    ignored); for geographic CRSs it is the geodesic length of one pixel step
-    east and north at the centre, so 0.0001 deg at 48 N is about (7.4, 11.1) m.
+    The geodesic length of one pixel step east and north at the grid centre,
+    so map scale factors count: 0.6 m Web Mercator units at 48 N are 0.4 m on
+    the ground, and 0.0001 deg at 48 N is about (7.4, 11.1) m.
     """
-    xres, yres = grid.res
-    if grid.crs.is_projected:
-        factor = grid.crs.linear_units_factor[1] if grid.crs.linear_units_factor else 1.0
-        return xres * factor, yres * factor
     from pyproj import Geod
 
+    xres, yres = grid.res
     left, bottom, right, top = grid.bounds
-    lon, lat = (left + right) / 2, (bottom + top) / 2
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    if grid.crs.is_geographic:
+        to_lonlat = lambda x, y: (x, y)  # noqa: E731
+    else:
+        transformer = Transformer.from_crs(ProjCRS.from_user_input(grid.crs.to_wkt()), "EPSG:4326", always_xy=True)
+        to_lonlat = transformer.transform
+    lon0, lat0 = to_lonlat(cx, cy)
+    lon1, lat1 = to_lonlat(cx + xres, cy)
+    lon2, lat2 = to_lonlat(cx, cy + yres)
     geod = Geod(ellps="WGS84")
-    _, _, dx = geod.inv(lon, lat, lon + xres, lat)
-    _, _, dy = geod.inv(lon, lat, lon, lat + yres)
+    _, _, dx = geod.inv(lon0, lat0, lon1, lat1)
+    _, _, dy = geod.inv(lon0, lat0, lon2, lat2)
     return abs(dx), abs(dy)
 
 
