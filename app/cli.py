@@ -77,6 +77,33 @@ def detect(
     print_summary(analysis, out_dir)
 
 
+@app.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to create: before.tif, after.tif, aoi.geojson, truth.geojson, truth_mask.tif, truth.json."),
+    preset_name: str = typer.Option("default", "--preset", "-p", help="Scenario: default, clean, nuisance_only, webmercator, lonlat, rgb8, coarse3m, sentinel10m, south."),
+    seed: int = typer.Option(0, help="Random seed (each seed is a different base and different nuisances)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT_DIR if it exists."),
+):
+    """Write a realistic synthetic before/after pair of a base, with its ground truth."""
+    import shutil
+
+    from imagery.synth import PRESETS, make_pair, preset, write_pair
+
+    if preset_name not in PRESETS:
+        fail(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}", 2)
+    if out_dir.exists():
+        if not overwrite:
+            fail(f"{out_dir} already exists; choose another folder or pass --overwrite")
+        shutil.rmtree(out_dir)
+    with console.status(f"synthesising {preset_name} (seed {seed})"):
+        pair = make_pair(preset(preset_name, seed=seed))
+        paths = write_pair(pair, out_dir)
+    counts = pair.info.get("counts", {})
+    out.print(f"wrote {out_dir}: {', '.join(p.name for p in paths.values())}", highlight=False)
+    out.print("truth: " + (", ".join(f"{cls} {change} {n}" for cls, d in counts.items() for change, n in d.items()) or "no change"),
+              highlight=False)
+
+
 def print_summary(analysis, out_dir: Path) -> None:
     s = analysis.summary()
     counts = s["counts"]["objects"]
