@@ -36,8 +36,10 @@ test: setup browser
 	$(PY) -m pytest
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/accuracy.py
 	$(PY) bench/speed.py
+	$(PY) bench/tiles.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -16,8 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_geom
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
+from rasterio.shutil import copy as rio_copy
 from shapely.geometry import mapping
 from shapely.geometry.polygon import orient
 
@@ -32,15 +31,6 @@ SCORE_NODATA = -1.0
 MASK_NOT_ANALYSED = 255
 
 
-def cog_profile(dtype: str, count: int, nodata=None) -> dict:
-    """COG creation options: 512 px tiles, DEFLATE with a predictor suited to the type."""
-    profile = dict(cog_profiles.get("deflate"))
-    profile.update(blockxsize=256, blockysize=256, predictor=3 if dtype.startswith("float") else 2, zlevel=6)
-    if nodata is not None:
-        profile["nodata"] = nodata
-    return profile
-
-
 def write_cog(
     path: Path,
     data: np.ndarray,
@@ -52,7 +42,7 @@ def write_cog(
     descriptions: tuple[str, ...] | None = None,
     tags: dict | None = None,
 ) -> None:
-    """Write a (bands, rows, cols) or (rows, cols) array as a Cloud Optimized GeoTIFF.
+    """Write a (bands, rows, cols) or (rows, cols) array as a Cloud Optimized GeoTIFF (GDAL's COG driver).
 
     Parameters
     ----------
@@ -67,7 +57,8 @@ def write_cog(
         "driver": "GTiff", "dtype": str(arr.dtype), "count": count, "width": cols, "height": rows,
         "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
     }
-    with MemoryFile() as memfile:
+    predictor = "FLOATING_POINT" if arr.dtype.kind == "f" else "STANDARD"
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES"), MemoryFile() as memfile:
         with memfile.open(**src_profile) as mem:
             mem.write(arr)
             if mask is not None:
@@ -77,12 +68,10 @@ def write_cog(
                     mem.set_band_description(i, d)
             if tags:
                 mem.update_tags(**{k: str(v) for k, v in tags.items()})
-            cog_translate(
-                mem, str(path), cog_profile(str(arr.dtype), count, nodata),
-                nodata=nodata, add_mask=mask is not None, overview_resampling=overview_resampling,
-                in_memory=True, quiet=True, forward_band_tags=True,
-                config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": "256"},
-            )
+        with memfile.open() as src:
+            rio_copy(src, str(path), driver="COG", compress="DEFLATE", level=6, predictor=predictor,
+                     blocksize=256, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
+                     num_threads="ALL_CPUS", bigtiff="IF_SAFER")
 
 
 def geometry_lonlat(geometry, grid: Grid) -> dict:

@@ -1,0 +1,960 @@
+"""Web Mercator XYZ map tiles of a product folder: pure rendering, no HTTP.
+
+A :class:`TileRenderer` is created once per product folder (``before.tif``,
+``after.tif``, ``change_score.tif``, ``change_mask.tif``, ``changes.geojson``)
+and renders 256 px PNG tiles of the OGC *WebMercatorQuad* tile matrix set
+(EPSG:3857, the XYZ scheme of web maps: tile ``(0, 0)`` is the north-west
+corner, ``y`` grows southwards) for four layers:
+
+``before`` / ``after``
+    True colour (red, green, blue bands; grey when the scene has a single
+    band), with one linear 2-98 % stretch computed once from the *before*
+    scene and applied to both, so a swipe compares like with like; then a
+    gamma. Transparent where the scene's internal mask says "no data".
+``score``
+    The change score (0-1) as a heat ramp (matplotlib *inferno*, upper part)
+    whose opacity grows with the score: transparent for low scores and nodata
+    (the ramp's range adapts to the AOI's scores, see :class:`TileRenderer`).
+``changes``
+    The annotated overlay: change mask filled by change type, not-analysed
+    pixels hatched grey, object outlines from ``changes.geojson`` and, when an
+    object is big enough on screen, an ``"<id> <class>"`` label.
+
+Reading goes through rio-tiler's :class:`~rio_tiler.io.Reader` (which warps the
+UTM product grid into the tile): bilinear resampling for the imagery and the
+score, nearest for the change mask (classes must not be blended). Readers are
+kept open in a small pool (one set per concurrent thread: GDAL datasets are
+not thread-safe), so a renderer can serve concurrent tile requests from a
+thread pool.
+
+Speed (a cold 256 px tile costs ~8-15 ms of CPU, about half of titiler's
+with the same rendering): readers stay open; ``changes.geojson`` is parsed
+and indexed (shapely STRtree, Web Mercator) once; PNGs are written here with
+the "Up" filter and zlib level 1 (2-3x faster than Pillow's encoder); and past
+the data's resolution imagery and score are read at about twice the data's
+resolution and enlarged (see :meth:`TileRenderer._read_size`), since warping
+a full-size tile bilinearly would only interpolate.
+
+Rendering is deterministic: the same tile gives the same bytes, so an ETag can
+be a content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import struct
+import threading
+import warnings
+import xml.etree.ElementTree as ET
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import morecantile
+import numpy as np
+import rasterio
+import shapely
+from PIL import Image, ImageDraw, ImageFont
+from pyproj import Transformer
+from rasterio.warp import calculate_default_transform, transform_bounds
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+
+__all__ = [
+    "LAYERS", "TileOutOfRange", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM",
+    "tilejson", "wmts_capabilities", "empty_tile",
+]
+
+#: Layers a :class:`TileRenderer` draws.
+LAYERS = ("before", "after", "score", "changes")
+
+#: Highest zoom level served (WebMercatorQuad, 0.15 mm per pixel at the equator).
+MAX_ZOOM = 30
+
+#: Zoom levels beyond the data's native resolution still advertised (overzoom).
+OVERZOOM = 1
+
+#: Overzoomed tiles of imagery and score are read at this many pixels per data pixel, then enlarged.
+OVERZOOM_OVERSAMPLING = 2.0
+
+#: The AOI spans at least this many pixels at ``minzoom``.
+MIN_AOI_PIXELS = 8
+
+#: An object gets a label when its larger side is at least this many pixels on the tile.
+LABEL_MIN_PIXELS = 24
+
+#: Change mask values (see products.py) and their colours (RGBA).
+CHANGE_COLOURS = {
+    1: (0xFF, 0x2A, 0x2A),  # appeared
+    2: (0x19, 0xD3, 0xFF),  # disappeared
+    3: (0xFF, 0xD2, 0x1A),  # changed
+}
+CHANGE_NAMES = {"appeared": 1, "disappeared": 2, "changed": 3}
+FILL_ALPHA = 110
+NOT_ANALYSED = 255
+HATCH_RGBA = (200, 200, 200, 150)     # hatch lines over not-analysed pixels
+NOT_ANALYSED_RGBA = (128, 128, 128, 45)  # between the hatch lines
+HATCH_PERIOD, HATCH_WIDTH = 8, 2      # pixels, diagonal lines continuous across tiles
+OUTLINE_WIDTH = 2                     # pixels
+LABEL_FONT_SIZE = 11                  # pixels
+LABEL_MARGIN_PX = 160                 # labels of objects up to this far outside a tile may reach into it
+LINE_MARGIN_PX = 4
+
+_GAMMA_LEVELS = 1024
+_PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~2 ms for a 256 px imagery tile; level 6 is 2-3x slower for ~10 % less
+
+
+def _web_mercator_to(maxzoom: int) -> morecantile.TileMatrixSet:
+    """WebMercatorQuad with explicit tile matrices up to ``maxzoom`` (morecantile lists 0-24)."""
+    base = morecantile.tms.get("WebMercatorQuad")
+    if base.maxzoom >= maxzoom:
+        return base
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "creating values from TMS scale" for z > 24
+        matrices = [base.matrix(z).model_dump(exclude_none=True) for z in range(maxzoom + 1)]
+    spec = base.model_dump(exclude_none=True)
+    spec["tileMatrices"] = matrices
+    return morecantile.TileMatrixSet.model_validate(spec)
+
+
+#: The tile matrix set of every tile here: WebMercatorQuad (EPSG:3857), zooms 0-30.
+TMS = _web_mercator_to(MAX_ZOOM)
+
+
+class TileOutOfRange(ValueError):
+    """The z/x/y is not a tile of WebMercatorQuad (negative, x or y >= 2**z, or z > 30)."""
+
+
+@dataclass(frozen=True)
+class TileInfo:
+    """What a map client needs to know about a product's tiles.
+
+    Attributes
+    ----------
+    bounds : tuple of float
+        ``(west, south, east, north)`` of the product grid, degrees (EPSG:4326).
+    center : tuple
+        ``(lon, lat, zoom)``: the middle of ``bounds`` and a zoom at which the
+        AOI fills about two tiles.
+    minzoom, maxzoom : int
+        Zoom range to request. ``maxzoom`` is the first zoom whose Web Mercator
+        pixel is finer than the product's pixel, plus one level of overzoom;
+        at ``minzoom`` the AOI spans at least :data:`MIN_AOI_PIXELS` pixels.
+    native_zoom : int
+        ``maxzoom`` without the overzoom.
+    pixel_size_m : float
+        Pixel size of the product grid, metres (in its UTM CRS).
+    mercator_pixel_m : float
+        The same pixel in Web Mercator metres (larger away from the equator).
+    crs : str
+        The product grid's CRS.
+    layers : tuple of str
+        :data:`LAYERS`.
+    bands : tuple of str
+        Band roles drawn for ``before``/``after`` (red, green, blue; or one band).
+    stretch : dict
+        ``{band: (low, high)}``: the 2-98 % display stretch, in the scene's units.
+    score_range : tuple of float
+        Scores drawn transparent (at or below the first) to full colour (the second).
+    """
+
+    bounds: tuple[float, float, float, float]
+    center: tuple[float, float, int]
+    minzoom: int
+    maxzoom: int
+    native_zoom: int
+    pixel_size_m: float
+    mercator_pixel_m: float
+    crs: str
+    layers: tuple[str, ...] = LAYERS
+    bands: tuple[str, ...] = ()
+    stretch: dict = field(default_factory=dict)
+    score_range: tuple[float, float] = (0.5, 1.0)
+
+    def as_dict(self) -> dict:
+        """JSON-ready copy."""
+        d = dict(self.__dict__)
+        d["score_range"] = list(self.score_range)
+        d["bounds"], d["center"], d["layers"], d["bands"] = list(self.bounds), list(self.center), list(self.layers), list(self.bands)
+        d["stretch"] = {k: list(v) for k, v in self.stretch.items()}
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# small shared pieces
+# ---------------------------------------------------------------------------------------------
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+def _encode_png(rgba: np.ndarray | Image.Image) -> bytes:
+    """A (rows, cols, 4) uint8 RGBA array (or an RGBA image) as PNG bytes; deterministic.
+
+    Written here rather than by Pillow for speed (2-3x faster on 256 px tiles, same size): every row
+    uses the PNG "Up" filter (vectorised) and zlib level 1. Fully opaque tiles are written as RGB.
+    """
+    a = np.asarray(rgba)
+    if a[..., 3].all():
+        colour_type, px = 2, a[..., :3]
+    else:
+        colour_type, px = 6, a
+    h, w, c = px.shape
+    rows = np.ascontiguousarray(px).reshape(h, w * c)
+    raw = np.empty((h, w * c + 1), np.uint8)
+    raw[:, 0] = 2  # filter type Up: each byte minus the byte above (mod 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), _PNG_COMPRESS_LEVEL)), _png_chunk(b"IEND", b"")))
+
+
+@lru_cache(maxsize=8)
+def empty_tile(tilesize: int = 256) -> bytes:
+    """A fully transparent ``tilesize`` x ``tilesize`` RGBA PNG."""
+    return _encode_png(np.zeros((tilesize, tilesize, 4), np.uint8))
+
+
+def _check_tile(z: int, x: int, y: int) -> morecantile.Tile:
+    for v in (z, x, y):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TileOutOfRange(f"tile indices must be integers, got z={z!r} x={x!r} y={y!r}")
+    if not 0 <= z <= MAX_ZOOM:
+        raise TileOutOfRange(f"zoom {z} outside 0-{MAX_ZOOM}")
+    n = 1 << int(z)
+    if not (0 <= x < n and 0 <= y < n):
+        raise TileOutOfRange(f"tile {z}/{x}/{y} outside the tile matrix (0 <= x, y < {n})")
+    return morecantile.Tile(int(x), int(y), int(z))
+
+
+def _check_tilesize(tilesize: int) -> int:
+    if not isinstance(tilesize, (int, np.integer)) or not 64 <= tilesize <= 1024:
+        raise ValueError(f"tilesize must be an integer in 64-1024, got {tilesize!r}")
+    return int(tilesize)
+
+
+def _band_roles(ds) -> tuple[str, ...]:
+    """Band roles from the band descriptions, else from a ``BAND_NAMES`` tag, lower-case ('' if unknown)."""
+    roles = tuple((d or "").strip().lower() for d in ds.descriptions)
+    if not any(roles):
+        tag = ds.tags().get("BAND_NAMES", "")
+        names = [n.strip().lower() for n in tag.split(",")] if tag else []
+        if len(names) == ds.count:
+            roles = tuple(names)
+    return roles
+
+
+def _display_bands(roles: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """1-based band indexes and names to draw: red, green, blue if present, else one grey band."""
+    if all(r in roles for r in ("red", "green", "blue")):
+        names = ("red", "green", "blue")
+        return tuple(roles.index(r) + 1 for r in names), names
+    for r in ("pan", "red", "green", "blue"):
+        if r in roles:
+            return (roles.index(r) + 1,), (r,)
+    return (1,), (roles[0] if roles and roles[0] else "b1",)
+
+
+def _gamma_lut(gamma: float) -> np.ndarray:
+    x = np.linspace(0.0, 1.0, _GAMMA_LEVELS)
+    return np.round(255.0 * x ** (1.0 / gamma)).astype(np.uint8)
+
+
+def _score_lut(low: float, high: float, max_alpha: int = 190) -> np.ndarray:
+    """RGBA (257, 4) lookup: index ``round(score * 255)``; index 256 is nodata (transparent)."""
+    from matplotlib import colormaps
+
+    s = np.arange(256) / 255.0
+    t = np.clip((s - low) / max(high - low, 1e-6), 0.0, 1.0)
+    rgb = colormaps["inferno"](0.35 + 0.65 * t)[:, :3]  # purple -> red -> orange -> yellow
+    lut = np.zeros((257, 4), np.uint8)
+    lut[:256, :3] = np.round(rgb * 255)
+    lut[:256, 3] = np.round(max_alpha * t ** 1.5)
+    lut[:256][lut[:256, 3] == 0] = 0
+    return lut
+
+
+def _change_luts() -> tuple[np.ndarray, np.ndarray]:
+    """RGBA (256, 4) lookups of the change mask: one for hatch-line pixels, one for the others."""
+    lut = np.zeros((256, 4), np.uint8)
+    for value, rgb in CHANGE_COLOURS.items():
+        lut[value] = (*rgb, FILL_ALPHA)
+    on, off = lut.copy(), lut.copy()
+    on[NOT_ANALYSED] = HATCH_RGBA
+    off[NOT_ANALYSED] = NOT_ANALYSED_RGBA
+    return on, off
+
+
+@lru_cache(maxsize=64)
+def _hatch(tilesize: int, x: int, y: int) -> np.ndarray:
+    """Boolean (tilesize, tilesize): pixels on the diagonal hatch lines, continuous across tiles."""
+    off = (x * tilesize + y * tilesize) % HATCH_PERIOD
+    r = np.arange(tilesize)
+    return ((r[:, None] + r[None, :] + off) % HATCH_PERIOD) < HATCH_WIDTH
+
+
+@lru_cache(maxsize=1)
+def _font_path() -> str | None:
+    """DejaVu Sans Bold as shipped with matplotlib (a dependency), or None."""
+    import matplotlib
+
+    for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
+        p = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+_fonts = threading.local()
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """The label font, one instance per thread."""
+    f = getattr(_fonts, "font", None)
+    if f is None:
+        try:
+            path = _font_path()
+            f = ImageFont.truetype(path, LABEL_FONT_SIZE) if path else ImageFont.load_default(LABEL_FONT_SIZE)
+        except OSError:
+            f = ImageFont.load_default()
+        _fonts.font = f
+    return f
+
+
+# ---------------------------------------------------------------------------------------------
+# the renderer
+# ---------------------------------------------------------------------------------------------
+
+#: GDAL options while reading tiles (local files; no directory listing on open).
+_GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+_FILES = {"before": "before.tif", "after": "after.tif", "score": "change_score.tif", "changes": "change_mask.tif"}
+
+
+class TileRenderer:
+    """Renders PNG map tiles of one product folder; create once, share between threads.
+
+    Parameters
+    ----------
+    product_dir : path-like
+        A complete product folder (``before.tif``, ``after.tif``,
+        ``change_score.tif``, ``change_mask.tif``, ``changes.geojson``).
+    gamma : float
+        Display gamma of ``before``/``after`` after the linear stretch
+        (``out = in ** (1 / gamma)``; > 1 brightens the shadows).
+    percentiles : tuple of float
+        Low and high percentiles of the *before* scene's valid pixels (read
+        from its coarsest useful overview, <= 1024 px; pixels 0 in every band
+        are left out as fill) mapped to black and white, per band. The same
+        values are used for *after*.
+    score_range : tuple of float, optional
+        The score layer is transparent at or below ``score_range[0]`` and
+        reaches full colour and opacity at ``score_range[1]``. Default: from
+        the AOI's own scores (read once from the overview), the 75th
+        percentile (at least 0.5) to the 99.5th, so that the layer highlights
+        the most changed quarter whatever the change method's score scale.
+
+    Notes
+    -----
+    Opening costs a few milliseconds (four COG headers, one overview read for
+    the stretch, parsing ``changes.geojson`` and indexing its polygons in an
+    STRtree). Call :meth:`close` (or use it as a context manager) to release
+    the file handles.
+    """
+
+    def __init__(self, product_dir, *, gamma: float = 1.2, percentiles: tuple[float, float] = (2.0, 98.0),
+                 score_range: tuple[float, float] | None = None):
+        self.product_dir = Path(product_dir)
+        missing = [f for f in (*_FILES.values(), "changes.geojson") if not (self.product_dir / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.product_dir}: missing {', '.join(missing)}")
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()  # idle reader sets, one per concurrent render at most
+        self._closed = False
+
+        try:
+            with rasterio.Env(**_GDAL_OPTIONS):
+                self._setup(gamma, percentiles, score_range)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, gamma, percentiles, score_range) -> None:
+        readers = self._new_readers()
+        self._pool.put(readers)
+        before = readers["before"]
+        ds = before.dataset
+        self._crs = ds.crs
+        self._pixel_size = float(abs(ds.transform.a))
+        self._bounds_3857 = transform_bounds(ds.crs, "EPSG:3857", *ds.bounds, densify_pts=21)
+        self._bounds_lonlat = tuple(float(v) for v in before.get_geographic_bounds("EPSG:4326"))
+        merc, _, _ = calculate_default_transform(ds.crs, "EPSG:3857", ds.width, ds.height, *ds.bounds)
+        self._merc_res = float(max(abs(merc.a), abs(merc.e)))
+
+        self._bands = {}
+        for name in ("before", "after"):
+            r = readers[name]
+            self._bands[name] = _display_bands(_band_roles(r.dataset))
+        idx, names = self._bands["before"]
+        self._stretch_lo, self._stretch_hi = self._compute_stretch(before, idx, percentiles)
+        self._stretch = {n: (float(lo), float(hi)) for n, lo, hi in zip(names, self._stretch_lo, self._stretch_hi)}
+        self._gamma_lut = _gamma_lut(gamma)
+        self._score_range = tuple(score_range) if score_range else self._compute_score_range(readers["score"])
+        self._score_lut = _score_lut(*self._score_range)
+        self._mask_lut_on, self._mask_lut_off = _change_luts()
+        self._load_objects()
+        self._info = self._make_info()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _new_readers(self) -> dict:
+        readers = {}
+        try:
+            for layer, fname in _FILES.items():
+                readers[layer] = Reader(str(self.product_dir / fname), tms=TMS)
+        except BaseException:
+            self._close_set(readers)
+            raise
+        return readers
+
+    @staticmethod
+    def _close_set(readers: dict) -> None:
+        with rasterio.Env(**_GDAL_OPTIONS):
+            for r in readers.values():
+                r.close()
+
+    @contextmanager
+    def _readers(self):
+        """A set of open readers for this thread's exclusive use (GDAL handles are not thread-safe).
+
+        Runs inside a rasterio ``Env``: datasets opened in it do not carry a thread-local GDAL
+        environment of their own, so they can be closed from any thread.
+        """
+        if self._closed:
+            raise RuntimeError("TileRenderer is closed")
+        with rasterio.Env(**_GDAL_OPTIONS):
+            try:
+                readers = self._pool.get_nowait()
+            except queue.Empty:
+                readers = self._new_readers()
+            try:
+                yield readers
+            finally:
+                if self._closed:  # closed while this thread was reading: close its set now
+                    self._close_set(readers)
+                else:
+                    self._pool.put(readers)
+                    if self._closed:  # close() ran between the test and the put
+                        self.close()
+
+    @staticmethod
+    def _compute_stretch(reader: Reader, indexes, percentiles) -> tuple[np.ndarray, np.ndarray]:
+        img = reader.preview(indexes=indexes, max_size=1024)  # decimated read: uses the overviews
+        data = img.array.data.astype(np.float64)
+        valid = ~np.ma.getmaskarray(img.array).any(axis=0) & np.isfinite(data).all(axis=0)
+        # Pixels that are 0 in every band are fill (e.g. a reprojected scene's corners) even when the mask
+        # keeps them: they would pull the low percentile to 0.
+        valid &= (data != 0).any(axis=0)
+        lo = np.zeros(len(indexes))
+        hi = np.ones(len(indexes))
+        if valid.any():
+            for i in range(len(indexes)):
+                lo[i], hi[i] = np.percentile(data[i][valid], percentiles)
+        span = np.maximum(hi - lo, np.maximum(np.abs(hi), 1.0) * 1e-6)
+        return lo, lo + span
+
+    @staticmethod
+    def _compute_score_range(reader: Reader) -> tuple[float, float]:
+        img = reader.preview(indexes=1, max_size=1024)
+        s = img.array.data[0][~np.ma.getmaskarray(img.array)[0]]
+        s = s[np.isfinite(s)]
+        if not s.size:
+            return 0.5, 1.0
+        p75, p995 = np.percentile(s, [75, 99.5])
+        low = float(min(max(p75, 0.5), 0.98))
+        high = float(min(max(p995, low + 0.02), 1.0))
+        return round(low, 4), round(max(high, low + 1e-3), 4)
+
+    def _load_objects(self) -> None:
+        """Parse changes.geojson once: Web Mercator outlines, an STRtree, label anchors and sizes."""
+        fc = json.loads((self.product_dir / "changes.geojson").read_text())
+        geoms, colours, labels = [], [], []
+        for feat in fc.get("features", []):
+            g = feat.get("geometry")
+            if not g:
+                continue
+            geom = shapely.geometry.shape(g)
+            if geom.is_empty:
+                continue
+            props = feat.get("properties") or {}
+            change = CHANGE_NAMES.get(props.get("change"), 3)
+            geoms.append(geom)
+            colours.append(CHANGE_COLOURS[change])
+            oid = props.get("id", feat.get("id", ""))
+            labels.append(f"{oid} {props.get('class', '')}".strip())
+        to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+        geoms = np.array(geoms, dtype=object)
+        if len(geoms):
+            geoms = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
+        self._outlines = shapely.boundary(geoms) if len(geoms) else geoms
+        self._colours = colours
+        self._labels = labels
+        self._tree = shapely.STRtree(geoms)
+        self._tree.query(shapely.box(0, 0, 1, 1))  # build the tree now, not in a racing first query
+        if len(geoms):
+            b = shapely.bounds(geoms)  # (n, 4) minx miny maxx maxy, Web Mercator metres
+            self._anchor = np.column_stack([(b[:, 0] + b[:, 2]) / 2, b[:, 3]])  # top centre
+            self._size_m = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+            self._largest_m = float(self._size_m.max())
+        else:
+            self._anchor = np.zeros((0, 2))
+            self._size_m = np.zeros(0)
+            self._largest_m = 0.0
+
+    def _make_info(self) -> TileInfo:
+        native = TMS.zoom_for_res(self._merc_res, max_z=MAX_ZOOM - OVERZOOM, zoom_level_strategy="upper")
+        maxzoom = min(native + OVERZOOM, MAX_ZOOM)
+        w, s, e, n = self._bounds_3857
+        span = max(e - w, n - s, self._merc_res)
+        minzoom = min(TMS.zoom_for_res(span / MIN_AOI_PIXELS, max_z=MAX_ZOOM, zoom_level_strategy="upper"), maxzoom)
+        fit = min(max(TMS.zoom_for_res(span / 512, max_z=MAX_ZOOM, zoom_level_strategy="lower"), minzoom), maxzoom)
+        west, south, east, north = self._bounds_lonlat
+        return TileInfo(
+            bounds=(round(west, 7), round(south, 7), round(east, 7), round(north, 7)),
+            center=(round((west + east) / 2, 7), round((south + north) / 2, 7), int(fit)),
+            minzoom=int(minzoom), maxzoom=int(maxzoom), native_zoom=int(native),
+            pixel_size_m=self._pixel_size, mercator_pixel_m=self._merc_res, crs=str(self._crs),
+            bands=self._bands["before"][1], stretch=self._stretch, score_range=self._score_range,
+        )
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def info(self) -> TileInfo:
+        """Bounds (lon/lat), centre and zoom range of the product's tiles; see :class:`TileInfo`."""
+        return self._info
+
+    def tile_exists(self, z: int, x: int, y: int) -> bool:
+        """Whether tile z/x/y overlaps the product grid (a tile on the outline counts).
+
+        Raises
+        ------
+        TileOutOfRange
+            z/x/y is not a WebMercatorQuad tile.
+        """
+        t = _check_tile(z, x, y)
+        left, bottom, right, top = TMS.xy_bounds(t)
+        w, s, e, n = self._bounds_3857
+        return left < e and right > w and bottom < n and top > s
+
+    def render(self, layer: str, z: int, x: int, y: int, *, tilesize: int = 256) -> bytes:
+        """One WebMercatorQuad (EPSG:3857) tile as an RGBA PNG.
+
+        Parameters
+        ----------
+        layer : {"before", "after", "score", "changes"}
+        z, x, y : int
+            XYZ tile index (``y`` counted from the north).
+        tilesize : int
+            Width and height of the PNG, pixels (256; 512 for "retina" tiles).
+
+        Returns
+        -------
+        bytes
+            PNG. A tile outside the product's bounds (or with nothing to show)
+            is a fully transparent ``tilesize`` x ``tilesize`` PNG rather than
+            an error, so that web maps simply show nothing there.
+
+        Raises
+        ------
+        TileOutOfRange
+            z/x/y is not a tile of the matrix (negative, ``x`` or ``y`` >= 2**z,
+            or z > 30); an HTTP layer should answer 404.
+        ValueError
+            Unknown layer or bad tile size.
+        """
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+        tile = _check_tile(z, x, y)
+        tilesize = _check_tilesize(tilesize)
+        if layer == "changes":
+            return self._render_changes(tile, tilesize)
+        if not self.tile_exists(tile.z, tile.x, tile.y):
+            return empty_tile(tilesize)
+        if layer == "score":
+            return self._render_score(tile, tilesize)
+        return self._render_image(layer, tile, tilesize)
+
+    def close(self) -> None:
+        """Close the open files (a reader set in use by a render is closed when that render ends).
+
+        Rendering after this raises ``RuntimeError``.
+        """
+        self._closed = True
+        while True:
+            try:
+                readers = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            self._close_set(readers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- layers --------------------------------------------------------------------------------
+
+    def _read(self, layer: str, tile: morecantile.Tile, tilesize: int, **kw):
+        """rio-tiler tile read, or None when the tile misses the raster."""
+        with self._readers() as readers:
+            try:
+                return readers[layer].tile(tile.x, tile.y, tile.z, tilesize=tilesize, **kw)
+            except TileOutsideBounds:
+                return None
+
+    def _read_size(self, z: int, tilesize: int) -> int:
+        """Pixels across to read a tile with: ``tilesize``, or fewer when the tile is much finer than the data.
+
+        Past the data's resolution (overzoom), warping a full-size tile bilinearly costs ~10 ms and adds
+        nothing: the tile is read at :data:`OVERZOOM_OVERSAMPLING` x the data's resolution (plus a 1 px
+        buffer) and enlarged with Pillow's bilinear filter, which looks the same and is several times faster.
+        """
+        matrix = TMS.matrix(z)
+        tile_res = matrix.cellSize * matrix.tileWidth / tilesize
+        n = math.ceil(tilesize * tile_res / self._merc_res * OVERZOOM_OVERSAMPLING)
+        return tilesize if n > 0.8 * tilesize else max(n, 4)
+
+    def _read_valid(self, layer: str, tile, tilesize: int, indexes, *, fill: float = 0.0):
+        """Bilinear read of a continuous layer: ``(data (bands, n, n) float32, valid (n, n) bool, n)``.
+
+        ``n`` is ``tilesize``, or the reduced size of :meth:`_read_size` with a 1 px buffer on each side
+        (arrays ``n + 2`` across). Invalid pixels (mask, nodata, NaN) hold ``fill``. None off the raster.
+        """
+        n = self._read_size(tile.z, tilesize)
+        extra = {"buffer": 1} if n < tilesize else {}
+        # bilinear both when decimating (overview reads) and when warping
+        img = self._read(layer, tile, n, indexes=indexes, resampling_method="bilinear", reproject_method="bilinear", **extra)
+        if img is None:
+            return None
+        data = img.array.data
+        valid = ~np.ma.getmaskarray(img.array).any(axis=0)
+        finite = np.isfinite(data)
+        if not finite.all():
+            valid &= finite.all(axis=0)
+        if not valid.all():
+            data = np.where(valid, data, np.float32(fill))
+        return data, valid, n
+
+    @staticmethod
+    def _enlarge(arr: np.ndarray, n: int, tilesize: int, resample) -> np.ndarray:
+        """Resize an (n + 2)-px array with a 1 px buffer to ``tilesize``: the buffer feeds the filter at the
+        edges, so enlarged tiles join without seams."""
+        im = Image.fromarray(arr)
+        return np.asarray(im.resize((tilesize, tilesize), resample, box=(1, 1, n + 1, n + 1)))
+
+    def _render_image(self, layer: str, tile, tilesize: int) -> bytes:
+        indexes, _ = self._bands[layer]
+        nb = len(indexes)
+        got = self._read_valid(layer, tile, tilesize, indexes, fill=float(self._stretch_lo[0]))
+        if got is None or not got[1].any():
+            return empty_tile(tilesize)
+        data, valid, n = got
+        lo = self._stretch_lo[:nb].reshape(-1, 1, 1).astype(np.float32)
+        scale = ((_GAMMA_LEVELS - 1) / (self._stretch_hi[:nb] - self._stretch_lo[:nb])).reshape(-1, 1, 1).astype(np.float32)
+        q = (data - lo) * scale
+        np.clip(q, 0, _GAMMA_LEVELS - 1, out=q)
+        q = q.astype(np.uint16)
+        rgb = np.empty((*q.shape[1:], 3), np.uint8)
+        for c in range(3):
+            rgb[..., c] = self._gamma_lut[q[c if nb == 3 else 0]]
+        if n < tilesize:
+            rgb = self._enlarge(rgb, n, tilesize, Image.BILINEAR)          # imagery: bilinear
+            valid = self._enlarge(valid, n, tilesize, Image.NEAREST)       # mask: nearest
+        rgba = np.empty((tilesize, tilesize, 4), np.uint8)
+        rgba[..., :3] = rgb
+        rgba[..., 3] = valid
+        rgba[..., 3] *= 255
+        if not valid.all():
+            rgba[~valid] = 0
+        return _encode_png(rgba)
+
+    def _render_score(self, tile, tilesize: int) -> bytes:
+        got = self._read_valid("score", tile, tilesize, 1, fill=0.0)
+        if got is None or not got[1].any():
+            return empty_tile(tilesize)
+        data, valid, n = got
+        score = data[0]
+        if n < tilesize:
+            score = self._enlarge(score, n, tilesize, Image.BILINEAR)
+            valid = self._enlarge(valid, n, tilesize, Image.NEAREST)
+        q = np.clip(score * 255 + 0.5, 0, 255).astype(np.uint16)
+        q[~valid] = 256
+        rgba = self._score_lut[q]
+        if not rgba[..., 3].any():
+            return empty_tile(tilesize)
+        return _encode_png(rgba)
+
+    def _render_changes(self, tile, tilesize: int) -> bytes:
+        rgba = None
+        if self.tile_exists(tile.z, tile.x, tile.y):
+            # nodata=254 (never written) instead of the file's 255, so that "not analysed" (255) stays a value
+            # and only pixels outside the raster are masked. Nearest: classes must not be blended.
+            img = self._read("changes", tile, tilesize, indexes=1, nodata=254,
+                             resampling_method="nearest", reproject_method="nearest")
+            if img is not None:
+                v = img.array.data[0].astype(np.uint8)
+                v[np.ma.getmaskarray(img.array)[0]] = 0
+                if v.any():
+                    hatch = _hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
+                    rgba = np.where(hatch[..., None], self._mask_lut_on[v], self._mask_lut_off[v])
+        im = self._draw_objects(rgba, tile, tilesize)
+        if im is None:
+            return empty_tile(tilesize) if rgba is None else _encode_png(rgba)
+        if im.getbbox() is None:  # the margin brought in objects, none visible here
+            return empty_tile(tilesize)
+        return _encode_png(im)
+
+    def _draw_objects(self, rgba, tile, tilesize: int) -> Image.Image | None:
+        """Outlines (and labels when large enough) of the objects near the tile, or None if none."""
+        if not len(self._labels):
+            return None
+        matrix = TMS.matrix(tile.z)
+        res = matrix.cellSize * matrix.tileWidth / tilesize  # Web Mercator metres per tile pixel
+        left, bottom, right, top = TMS.xy_bounds(tile)
+        labels_here = self._largest_m / res >= LABEL_MIN_PIXELS
+        margin = (LABEL_MARGIN_PX if labels_here else LINE_MARGIN_PX) * res
+        hits = self._tree.query(shapely.box(left - margin, bottom - margin, right + margin, top + margin))
+        if not len(hits):
+            return None
+        hits = np.sort(hits)  # fixed drawing order: deterministic overlaps
+        # Global pixel coordinates (from the matrix origin), rounded, then shifted to the tile: the same
+        # vertex lands on the same pixel in every tile, so outlines and labels join across tile borders.
+        x0, y0 = matrix.pointOfOrigin
+        ox, oy = tile.x * tilesize, tile.y * tilesize
+        im = Image.fromarray(rgba, "RGBA") if rgba is not None else Image.new("RGBA", (tilesize, tilesize))
+        draw = ImageDraw.Draw(im)
+        m = LINE_MARGIN_PX * res
+        clipped = shapely.clip_by_rect(self._outlines[hits], left - m, bottom - m, right + m, top + m)
+        for i, lines in zip(hits, clipped):
+            if lines is None or lines.is_empty:
+                continue
+            colour = (*self._colours[i], 255)
+            for part in shapely.get_parts(lines):
+                c = shapely.get_coordinates(part)
+                if len(c) < 2:
+                    continue
+                px = np.rint((c[:, 0] - x0) / res) - ox
+                py = np.rint((y0 - c[:, 1]) / res) - oy
+                draw.line(list(zip(px.tolist(), py.tolist())), fill=colour, width=OUTLINE_WIDTH, joint="curve")
+        if labels_here:
+            font = _font()
+            for i in hits:
+                if self._size_m[i] / res < LABEL_MIN_PIXELS:
+                    continue
+                ax, ay = self._anchor[i]
+                px = int(round((ax - x0) / res)) - ox
+                py = int(round((y0 - ay) / res)) - oy - 3
+                draw.text((px, py), self._labels[i], font=font, anchor="mb", fill=(255, 255, 255, 255),
+                          stroke_width=2, stroke_fill=(20, 20, 20, 255))
+        return im
+
+
+# ---------------------------------------------------------------------------------------------
+# TileJSON and WMTS
+# ---------------------------------------------------------------------------------------------
+
+def _with_query(url: str, **params) -> str:
+    """``url`` with ``params`` appended to its query, skipping None and keys already present.
+
+    The URL is otherwise kept verbatim, so template placeholders such as ``{z}`` survive.
+    """
+    present = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    extra = [f"{k}={quote(str(v), safe='')}" for k, v in params.items() if v is not None and k not in present]
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else "?") + "&".join(extra)
+
+
+def tilejson(info: TileInfo, tiles_url_template: str, *, layer: str, attribution: str,
+             token: str | None = None, name: str | None = None) -> dict:
+    """TileJSON 3.0.0 of one layer.
+
+    Parameters
+    ----------
+    info : TileInfo
+        From :meth:`TileRenderer.info`.
+    tiles_url_template : str
+        Tile URL with ``{z}``, ``{x}`` and ``{y}`` placeholders, e.g.
+        ``https://host/v1/analyses/42/tiles/{z}/{x}/{y}.png``. ``layer=`` and
+        ``token=`` are added to its query unless already there.
+    layer : str
+        One of :data:`LAYERS`.
+    attribution : str
+        Shown by the map client (HTML allowed by the spec).
+    token : str, optional
+        Access token to embed in the tile URL.
+    name : str, optional
+        Default ``"basewatch <layer>"``.
+
+    Returns
+    -------
+    dict
+        ``tilejson``, ``name``, ``tiles``, ``scheme`` (xyz), ``bounds``
+        (west, south, east, north in degrees), ``center`` (lon, lat, zoom),
+        ``minzoom``, ``maxzoom``, ``attribution``.
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+    return {
+        "tilejson": "3.0.0",
+        "name": name or f"basewatch {layer}",
+        "tiles": [_with_query(tiles_url_template, layer=layer, token=token)],
+        "scheme": "xyz",
+        "bounds": list(info.bounds),
+        "center": list(info.center),
+        "minzoom": info.minzoom,
+        "maxzoom": info.maxzoom,
+        "attribution": attribution,
+    }
+
+
+_NS = {
+    "": "http://www.opengis.net/wmts/1.0",
+    "ows": "http://www.opengis.net/ows/1.1",
+    "xlink": "http://www.w3.org/1999/xlink",
+    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+}
+_LAYER_TITLES = {
+    "before": ("Before", "The older scene, true colour (same stretch as after)."),
+    "after": ("After", "The newer scene, true colour (same stretch as before)."),
+    "score": ("Change score", "Per-pixel change score 0-1 as a heat ramp; transparent where low."),
+    "changes": ("Changes", "Change objects: red appeared, cyan disappeared, yellow changed; grey hatch not analysed."),
+}
+
+
+def _q(prefix: str, tag: str) -> str:
+    # Names are written verbatim (prefix:tag) with the xmlns declarations on the root element: the WMTS
+    # namespace must be the default one (no prefix), which QGIS's and GDAL's parsers expect.
+    return f"{prefix}:{tag}" if prefix else tag
+
+
+def _sub(parent, prefix: str, tag: str, text=None, **attrib):
+    el = ET.SubElement(parent, _q(prefix, tag), {k.replace("__", ":"): str(v) for k, v in attrib.items()})
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def wmts_capabilities(info: TileInfo, base_url: str, *, layers: tuple[str, ...] = LAYERS, token: str | None = None,
+                      title: str = "basewatch", attribution: str | None = None) -> str:
+    """OGC WMTS 1.0.0 GetCapabilities document (RESTful) of a product's layers.
+
+    Parameters
+    ----------
+    info : TileInfo
+        From :meth:`TileRenderer.info`.
+    base_url : str
+        URL of the analysis; tiles are ``{base_url}/tiles/{TileMatrix}/{TileCol}/{TileRow}.png?layer=<layer>``.
+        A template with ``{z}/{x}/{y}`` placeholders is accepted too.
+    layers : tuple of str
+        Layers to list (default all four).
+    token : str, optional
+        Added as ``&token=`` to every tile URL.
+    title : str
+        Service title.
+    attribution : str, optional
+        Service provider name.
+
+    Returns
+    -------
+    str
+        UTF-8 XML with one ``Layer`` per basewatch layer (image/png,
+        WGS84BoundingBox, TileMatrixSetLimits for minzoom-maxzoom) and the
+        ``WebMercatorQuad`` TileMatrixSet (EPSG:3857, GoogleMapsCompatible,
+        matrices 0 to maxzoom from morecantile's definition).
+    """
+    if "{z}" in base_url:
+        template = base_url.replace("{z}", "{TileMatrix}").replace("{x}", "{TileCol}").replace("{y}", "{TileRow}")
+    else:
+        template = base_url.rstrip("/") + "/tiles/{TileMatrix}/{TileCol}/{TileRow}.png"
+    caps_url = base_url.rstrip("/") + "/WMTSCapabilities.xml" if "{" not in base_url else None
+
+    root = ET.Element("Capabilities", {
+        **{("xmlns:" + k if k else "xmlns"): v for k, v in _NS.items()},
+        "version": "1.0.0",
+        "xsi:schemaLocation": "http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd",
+    })
+    ident = _sub(root, "ows", "ServiceIdentification")
+    _sub(ident, "ows", "Title", title)
+    _sub(ident, "ows", "ServiceType", "OGC WMTS")
+    _sub(ident, "ows", "ServiceTypeVersion", "1.0.0")
+    if attribution:
+        _sub(_sub(root, "ows", "ServiceProvider"), "ows", "ProviderName", attribution)
+    if caps_url:
+        ops = _sub(root, "ows", "OperationsMetadata")
+        for op, href in (("GetCapabilities", _with_query(caps_url, token=token)), ("GetTile", base_url.rstrip("/") + "/tiles/")):
+            get = _sub(_sub(_sub(_sub(ops, "ows", "Operation", name=op), "ows", "DCP"), "ows", "HTTP"), "ows", "Get",
+                       xlink__href=href)
+            allowed = _sub(_sub(get, "ows", "Constraint", name="GetEncoding"), "ows", "AllowedValues")
+            _sub(allowed, "ows", "Value", "RESTful")
+
+    contents = _sub(root, "", "Contents")
+    west, south, east, north = info.bounds
+    limits = []
+    for z in range(info.minzoom, info.maxzoom + 1):
+        ul = TMS.tile(west, north, z)
+        lr = TMS.tile(east, south, z)
+        n = (1 << z) - 1
+        limits.append((z, max(min(ul.y, lr.y), 0), min(max(ul.y, lr.y), n), max(min(ul.x, lr.x), 0), min(max(ul.x, lr.x), n)))
+    for layer in layers:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}")
+        el = _sub(contents, "", "Layer")
+        t, abstract = _LAYER_TITLES[layer]
+        _sub(el, "ows", "Title", t)
+        _sub(el, "ows", "Abstract", abstract)
+        bbox = _sub(el, "ows", "WGS84BoundingBox", crs="urn:ogc:def:crs:OGC:2:84")
+        _sub(bbox, "ows", "LowerCorner", f"{west} {south}")
+        _sub(bbox, "ows", "UpperCorner", f"{east} {north}")
+        _sub(el, "ows", "Identifier", layer)
+        style = _sub(el, "", "Style", isDefault="true")
+        _sub(style, "ows", "Identifier", "default")
+        _sub(el, "", "Format", "image/png")
+        link = _sub(el, "", "TileMatrixSetLink")
+        _sub(link, "", "TileMatrixSet", TMS.id)
+        lims = _sub(link, "", "TileMatrixSetLimits")
+        for z, rmin, rmax, cmin, cmax in limits:
+            lim = _sub(lims, "", "TileMatrixLimits")
+            _sub(lim, "", "TileMatrix", TMS.matrix(z).id)
+            _sub(lim, "", "MinTileRow", rmin)
+            _sub(lim, "", "MaxTileRow", rmax)
+            _sub(lim, "", "MinTileCol", cmin)
+            _sub(lim, "", "MaxTileCol", cmax)
+        _sub(el, "", "ResourceURL", format="image/png", resourceType="tile",
+             template=_with_query(template, layer=layer, token=token))
+
+    tms_el = _sub(contents, "", "TileMatrixSet")
+    _sub(tms_el, "ows", "Identifier", TMS.id)
+    _sub(tms_el, "ows", "SupportedCRS", "urn:ogc:def:crs:EPSG::3857")
+    _sub(tms_el, "", "WellKnownScaleSet", "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible")
+    for z in range(0, info.maxzoom + 1):
+        m = TMS.matrix(z)
+        tm = _sub(tms_el, "", "TileMatrix")
+        _sub(tm, "ows", "Identifier", m.id)
+        _sub(tm, "", "ScaleDenominator", repr(float(m.scaleDenominator)))
+        _sub(tm, "", "TopLeftCorner", f"{m.pointOfOrigin[0]!r} {m.pointOfOrigin[1]!r}")
+        _sub(tm, "", "TileWidth", m.tileWidth)
+        _sub(tm, "", "TileHeight", m.tileHeight)
+        _sub(tm, "", "MatrixWidth", m.matrixWidth)
+        _sub(tm, "", "MatrixHeight", m.matrixHeight)
+    if caps_url:
+        _sub(root, "", "ServiceMetadataURL", xlink__href=_with_query(caps_url, token=token))
+    ET.indent(root, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")

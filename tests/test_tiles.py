@@ -1,0 +1,331 @@
+"""Map tiles of a product folder (imagery.tiles): a tiny hand-made product with one 'appeared' square."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.warp import transform, transform_bounds, transform_geom
+from rasterio.shutil import copy as gdal_copy
+from shapely.geometry import box, mapping
+
+from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, tilejson, wmts_capabilities
+
+CRS = "EPSG:32635"
+RES = 0.5
+ORIGIN = (400000.0, 5370000.0)  # upper-left corner, UTM 35N (about 25.6 E, 48.5 N)
+SIZE = 200                      # 200 x 200 px = 100 m x 100 m
+OBJ = (80, 120, 80, 120)        # rows/cols [80, 120): a 20 m x 20 m 'appeared' square
+BAD_COLS = 10                   # the first 10 columns have no data (not analysed)
+
+WMTS = "{http://www.opengis.net/wmts/1.0}"
+OWS = "{http://www.opengis.net/ows/1.1}"
+
+
+def _write_cog(path, data, *, nodata=None, mask=None, descriptions=None):
+    arr = data[None] if data.ndim == 2 else data
+    tmp = path.with_suffix(".src.tif")
+    with rasterio.open(tmp, "w", driver="GTiff", width=SIZE, height=SIZE, count=arr.shape[0], dtype=arr.dtype,
+                       crs=CRS, transform=Affine(RES, 0, ORIGIN[0], 0, -RES, ORIGIN[1]), nodata=nodata) as ds:
+        ds.write(arr)
+        for i, d in enumerate(descriptions or (), start=1):
+            ds.set_band_description(i, d)
+        if mask is not None:
+            ds.write_mask(mask.astype(np.uint8) * 255)
+    # GDAL's COG driver keeps the internal mask (rio-cogeo 7 + GDAL 3.10's cog_translate drops it)
+    gdal_copy(str(tmp), str(path), driver="COG", compress="deflate", blocksize=256)
+    tmp.unlink()
+
+
+def _obj_polygon_utm():
+    r0, r1, c0, c1 = OBJ
+    return box(ORIGIN[0] + c0 * RES, ORIGIN[1] - r1 * RES, ORIGIN[0] + c1 * RES, ORIGIN[1] - r0 * RES)
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    d = tmp_path_factory.mktemp("product")
+    r0, r1, c0, c1 = OBJ
+    valid = np.ones((SIZE, SIZE), bool)
+    valid[:, :BAD_COLS] = False
+    rng = np.random.default_rng(0)
+    base = (0.05 + 0.1 * rng.random((SIZE, SIZE))).astype(np.float32)
+    before = np.stack([base * 1.0, base * 0.9, base * 0.8])
+    after = before.copy()
+    after[:, r0:r1, c0:c1] = 0.4  # a bright new object
+    _write_cog(d / "before.tif", before, mask=valid, descriptions=("red", "green", "blue"))
+    _write_cog(d / "after.tif", after, mask=valid, descriptions=("red", "green", "blue"))
+    score = np.full((SIZE, SIZE), 0.05, np.float32)
+    score[r0:r1, c0:c1] = 0.95
+    score[~valid] = -1
+    _write_cog(d / "change_score.tif", score, nodata=-1)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[r0:r1, c0:c1] = 1
+    mask[~valid] = 255
+    _write_cog(d / "change_mask.tif", mask, nodata=255)
+    geom = transform_geom(CRS, "EPSG:4326", mapping(_obj_polygon_utm()), precision=7)
+    fc = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "id": 1, "geometry": geom,
+        "properties": {"id": 1, "change": "appeared", "class": "structure", "area_m2": 400.0}}]}
+    (d / "changes.geojson").write_text(json.dumps(fc))
+    return d
+
+
+@pytest.fixture(scope="module")
+def renderer(product):
+    with TileRenderer(product) as r:
+        yield r
+
+
+def _lonlat(col, row):
+    x, y = ORIGIN[0] + col * RES, ORIGIN[1] - row * RES
+    xs, ys = transform(CRS, "EPSG:4326", [x], [y])
+    return xs[0], ys[0]
+
+
+def _pixel_of(z, lon, lat, tilesize=256):
+    """(tile, col, row) of a lon/lat at zoom z."""
+    t = TMS.tile(lon, lat, z)
+    left, bottom, right, top = TMS.xy_bounds(t)
+    xs, ys = transform("EPSG:4326", "EPSG:3857", [lon], [lat])
+    col = int((xs[0] - left) / (right - left) * tilesize)
+    row = int((top - ys[0]) / (top - bottom) * tilesize)
+    return t, col, row
+
+
+def _decode(png: bytes) -> np.ndarray:
+    im = Image.open(io.BytesIO(png))
+    assert im.format == "PNG"
+    assert im.size == (256, 256)
+    return np.asarray(im.convert("RGBA"))
+
+
+def _obj_centre():
+    r0, r1, c0, c1 = OBJ
+    return _lonlat((c0 + c1) / 2, (r0 + r1) / 2)
+
+
+def test_every_layer_is_a_256px_png(renderer):
+    z = renderer.info().maxzoom
+    t, _, _ = _pixel_of(z, *_obj_centre())
+    for layer in LAYERS:
+        png = renderer.render(layer, t.z, t.x, t.y)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        rgba = _decode(png)
+        assert rgba[..., 3].any(), layer
+
+
+def test_changes_red_over_the_appeared_object(renderer):
+    z = renderer.info().maxzoom
+    t, col, row = _pixel_of(z, *_obj_centre())
+    rgba = _decode(renderer.render("changes", t.z, t.x, t.y)).astype(int)
+    r, g, b, a = rgba[row, col]
+    assert a > 0 and r > 200 and g < 100 and b < 100
+    # the outline is drawn in opaque red too
+    red = (rgba[..., 0] > 200) & (rgba[..., 1] < 100) & (rgba[..., 3] == 255)
+    assert red.sum() > 20
+
+
+def test_changes_transparent_where_nothing_changed(renderer):
+    z = renderer.info().maxzoom
+    # the south-east corner of the product: analysed, no change, far from the object (and its label)
+    lon, lat = _lonlat(SIZE - 2, SIZE - 2)
+    t, _, _ = _pixel_of(z, lon, lat)
+    assert renderer.tile_exists(t.z, t.x, t.y)
+    assert _decode(renderer.render("before", t.z, t.x, t.y))[..., 3].any()
+    assert not _decode(renderer.render("changes", t.z, t.x, t.y))[..., 3].any()
+
+
+def test_not_analysed_is_hatched_and_imagery_masked(renderer):
+    z = renderer.info().maxzoom
+    t, col, row = _pixel_of(z, *_lonlat(BAD_COLS / 2, SIZE / 2))
+    changes = _decode(renderer.render("changes", t.z, t.x, t.y)).astype(int)
+    patch = changes[max(row - 4, 0):row + 4, max(col - 4, 0):col + 4]
+    assert (patch[..., 3] > 0).all()
+    assert (np.abs(patch[..., 0] - patch[..., 2]) < 10).all()  # grey
+    before = _decode(renderer.render("before", t.z, t.x, t.y))
+    assert before[row, col, 3] == 0  # the internal mask is honoured
+    score = _decode(renderer.render("score", t.z, t.x, t.y))
+    assert score[row, col, 3] == 0   # score nodata
+
+
+def test_score_transparent_where_low(renderer):
+    z = renderer.info().maxzoom
+    t, col, row = _pixel_of(z, *_lonlat(SIZE - 5, SIZE - 5))
+    assert not _decode(renderer.render("score", t.z, t.x, t.y))[..., 3].any()
+    t, col, row = _pixel_of(z, *_obj_centre())
+    assert _decode(renderer.render("score", t.z, t.x, t.y))[row, col, 3] > 100
+
+
+def test_outside_bounds_is_transparent(renderer):
+    z = renderer.info().maxzoom
+    t, _, _ = _pixel_of(z, *_obj_centre())
+    assert not renderer.tile_exists(z, t.x + 50, t.y)
+    for layer in LAYERS:
+        assert not _decode(renderer.render(layer, z, t.x + 50, t.y))[..., 3].any()
+
+
+@pytest.mark.parametrize("zxy", [(0, 1, 0), (0, 0, 1), (3, -1, 0), (3, 0, 8), (-1, 0, 0), (31, 0, 0), (2, 1.5, 0)])
+def test_out_of_range_raises(renderer, zxy):
+    with pytest.raises(TileOutOfRange):
+        renderer.render("before", *zxy)
+    with pytest.raises(ValueError):
+        renderer.tile_exists(*zxy)
+
+
+def test_unknown_layer(renderer):
+    with pytest.raises(ValueError):
+        renderer.render("ndvi", 0, 0, 0)
+
+
+def test_deterministic(product, renderer):
+    z = renderer.info().maxzoom
+    t, _, _ = _pixel_of(z, *_obj_centre())
+    with TileRenderer(product) as other:
+        for layer in LAYERS:
+            assert renderer.render(layer, t.z, t.x, t.y) == renderer.render(layer, t.z, t.x, t.y)
+            assert renderer.render(layer, t.z, t.x, t.y) == other.render(layer, t.z, t.x, t.y)
+
+
+def test_concurrent_rendering_matches_serial(renderer):
+    info = renderer.info()
+    tiles = [t for z in (info.maxzoom - 1, info.maxzoom) for t in TMS.tiles(*info.bounds, zooms=[z])]
+    jobs = [(layer, t.z, t.x, t.y) for t in tiles for layer in LAYERS]
+    serial = [renderer.render(*j) for j in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda j: renderer.render(*j), jobs * 2))
+    assert parallel == serial * 2
+
+
+def test_label_at_high_zoom(renderer):
+    z = renderer.info().maxzoom
+    # the label sits above the object's top edge
+    r0, _, c0, c1 = OBJ
+    t, col, row = _pixel_of(z, *_lonlat((c0 + c1) / 2, r0))
+    rgba = _decode(renderer.render("changes", t.z, t.x, t.y)).astype(int)
+    above = rgba[max(row - 16, 0):max(row - 3, 1), max(col - 30, 0):col + 30]
+    white = (above[..., :3] > 230).all(axis=-1) & (above[..., 3] == 255)
+    assert white.sum() > 10
+    # no label when the object is a few pixels
+    t, col, row = _pixel_of(z - 3, *_lonlat((c0 + c1) / 2, r0))
+    rgba = _decode(renderer.render("changes", t.z, t.x, t.y)).astype(int)
+    assert not ((rgba[..., :3] > 230).all(axis=-1) & (rgba[..., 3] == 255)).any()
+
+
+def test_tilejson(renderer):
+    info = renderer.info()
+    tj = tilejson(info, "https://h/v1/analyses/7/tiles/{z}/{x}/{y}.png", layer="changes", attribution="basewatch",
+                  token="t0k")
+    assert tj["tilejson"] == "3.0.0"
+    assert tj["tiles"] == ["https://h/v1/analyses/7/tiles/{z}/{x}/{y}.png?layer=changes&token=t0k"]
+    expected_utm = (ORIGIN[0], ORIGIN[1] - SIZE * RES, ORIGIN[0] + SIZE * RES, ORIGIN[1])
+    expected = transform_bounds(CRS, "EPSG:4326", *expected_utm, densify_pts=21)
+    assert tj["bounds"] == pytest.approx(expected, abs=1e-6)
+    w, s, e, n = tj["bounds"]
+    assert w < tj["center"][0] < e and s < tj["center"][1] < n
+    assert tj["minzoom"] <= tj["center"][2] <= tj["maxzoom"]
+    # maxzoom: the first zoom finer than the pixel (0.5 m on the ground, ~0.75 m in Web Mercator at 48.5 N) + 1
+    merc_px = RES / np.cos(np.radians(48.47))
+    native = tj["maxzoom"] - 1
+    assert TMS.matrix(native).cellSize <= merc_px < TMS.matrix(native - 1).cellSize
+    assert (native, tj["maxzoom"]) == (18, 19)
+    # minzoom: the AOI (100 m) covers a few pixels
+    w3857, s3857, e3857, n3857 = transform_bounds(CRS, "EPSG:3857", *expected_utm, densify_pts=21)
+    span = max(e3857 - w3857, n3857 - s3857)
+    assert span / TMS.matrix(tj["minzoom"]).cellSize >= 8 > span / TMS.matrix(tj["minzoom"] - 1).cellSize
+    # a template that already carries layer/token is kept as is
+    tj2 = tilejson(info, "https://h/t/{z}/{x}/{y}.png?layer=before", layer="before", attribution="a")
+    assert tj2["tiles"] == ["https://h/t/{z}/{x}/{y}.png?layer=before"]
+
+
+def test_wmts_capabilities(renderer):
+    info = renderer.info()
+    xml = wmts_capabilities(info, "https://h/v1/analyses/7", token="a&b", title="basewatch 7")
+    root = ET.fromstring(xml.encode())
+    assert root.tag == f"{WMTS}Capabilities" and root.get("version") == "1.0.0"
+    layers = root.findall(f"{WMTS}Contents/{WMTS}Layer")
+    assert [layer.findtext(f"{OWS}Identifier") for layer in layers] == list(LAYERS)
+    for layer in layers:
+        url = layer.find(f"{WMTS}ResourceURL")
+        assert url.get("resourceType") == "tile" and url.get("format") == "image/png"
+        name = layer.findtext(f"{OWS}Identifier")
+        assert url.get("template") == (f"https://h/v1/analyses/7/tiles/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png"
+                                       f"?layer={name}&token=a%26b")
+        assert layer.findtext(f"{WMTS}TileMatrixSetLink/{WMTS}TileMatrixSet") == "WebMercatorQuad"
+        lower = layer.findtext(f"{OWS}WGS84BoundingBox/{OWS}LowerCorner").split()
+        assert [float(v) for v in lower] == pytest.approx(info.bounds[:2])
+        limits = layer.findall(f"{WMTS}TileMatrixSetLink/{WMTS}TileMatrixSetLimits/{WMTS}TileMatrixLimits")
+        assert [int(lim.findtext(f"{WMTS}TileMatrix")) for lim in limits] == list(range(info.minzoom, info.maxzoom + 1))
+        top = limits[-1]
+        t, _, _ = _pixel_of(info.maxzoom, *_obj_centre())
+        assert int(top.findtext(f"{WMTS}MinTileCol")) <= t.x <= int(top.findtext(f"{WMTS}MaxTileCol"))
+        assert int(top.findtext(f"{WMTS}MinTileRow")) <= t.y <= int(top.findtext(f"{WMTS}MaxTileRow"))
+    tms = root.find(f"{WMTS}Contents/{WMTS}TileMatrixSet")
+    assert tms.findtext(f"{OWS}Identifier") == "WebMercatorQuad"
+    assert tms.findtext(f"{OWS}SupportedCRS") == "urn:ogc:def:crs:EPSG::3857"
+    matrices = tms.findall(f"{WMTS}TileMatrix")
+    assert len(matrices) == info.maxzoom + 1
+    m0 = matrices[0]
+    assert float(m0.findtext(f"{WMTS}ScaleDenominator")) == pytest.approx(559082264.0287178)
+    assert m0.findtext(f"{WMTS}MatrixWidth") == "1"
+    assert int(matrices[-1].findtext(f"{WMTS}MatrixWidth")) == 2 ** info.maxzoom
+
+
+def test_overzoomed_tiles_join_and_match_a_direct_warp(product, renderer, monkeypatch):
+    import imagery.tiles as tiles_mod
+
+    z = renderer.info().maxzoom + 3  # 8x finer than the data's zoom: read small, enlarged with a 1 px buffer
+    t, _, _ = _pixel_of(z, *_lonlat(SIZE * 0.6, SIZE * 0.6))
+    assert renderer._read_size(z, 256) < 256
+    for layer in ("before", "score"):
+        left = _decode(renderer.render(layer, z, t.x, t.y)).astype(int)
+        right = _decode(renderer.render(layer, z, t.x + 1, t.y)).astype(int)
+        seam = np.abs(left[:, -1, :3] - right[:, 0, :3]).mean()
+        inside = np.abs(np.diff(left[:, :, :3], axis=1)).mean(axis=(0, 2)).max()
+        assert seam <= 2 * inside + 1, layer
+    with TileRenderer(product) as direct:
+        monkeypatch.setattr(tiles_mod, "OVERZOOM_OVERSAMPLING", 1e9)
+        assert direct._read_size(z, 256) == 256
+        for layer in ("before", "score"):
+            a = _decode(renderer.render(layer, z, t.x, t.y)).astype(int)
+            b = _decode(direct.render(layer, z, t.x, t.y)).astype(int)
+            assert np.abs(a - b).mean() < 3, layer
+
+
+def test_wmts_capabilities_open_in_gdal(renderer, tmp_path):
+    """GDAL's WMTS driver (a stand-in for QGIS) understands the document; opening reads no tile."""
+    caps = tmp_path / "WMTSCapabilities.xml"
+    caps.write_text(wmts_capabilities(renderer.info(), "http://127.0.0.1:9/v1/analyses/7"))
+    with rasterio.open(f"WMTS:{caps}") as ds:
+        assert ds.subdatasets == [f"WMTS:{caps},layer={layer}" for layer in LAYERS]
+    with rasterio.open(f"WMTS:{caps},layer=changes") as ds:
+        assert ds.crs.to_epsg() == 3857 and ds.count == 4
+        merc_px = ds.res[0]
+        assert merc_px == pytest.approx(TMS.matrix(renderer.info().maxzoom).cellSize)
+
+
+def test_close_while_rendering(product):
+    r = TileRenderer(product)
+    info = r.info()
+    jobs = [(layer, t.z, t.x, t.y) for t in TMS.tiles(*info.bounds, zooms=[info.maxzoom]) for layer in LAYERS] * 3
+
+    def job(j):
+        try:
+            return r.render(*j)
+        except RuntimeError:
+            return None
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(job, j) for j in jobs]
+        r.close()
+        results = [f.result() for f in futures]
+    assert all(res is None or res.startswith(b"\x89PNG") for res in results)
+    with pytest.raises(RuntimeError):
+        r.render("before", *jobs[0][1:])
