@@ -63,7 +63,7 @@ def test_upload_records_scene_metadata(finished, pair):
     scene = client.get(f"/v1/scenes/{b}").json()
     assert scene["bands"] == ["blue", "green", "red", "nir"]
     assert scene["acquired_at"] == "2024-03-01"
-    assert scene["pixel_size_m"] == pytest.approx(0.5)
+    assert scene["pixel_size_m"] == pytest.approx(0.5, rel=1e-3)
     assert scene["sensor"] == "synthetic"
     assert len(scene["checksum"]) == 64
 
