@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 
 from imagery import __version__
 from imagery.change import METHODS, ChangeInputs, ChangeResult
+from imagery.clouds import not_analysed
 from imagery.coregister import NO_SHIFT, ShiftEstimate, estimate_shift, structure_band
 from imagery.errors import AnalysisError, BandError, NoOverlapError
 from imagery.grid import Grid, analysis_grid, nominal_pixel_size_m
@@ -30,7 +31,7 @@ from imagery.scenes import SceneInfo, read_onto_grid
 
 Progress = Callable[[str, float], None]
 
-DEFAULT_METHOD = "irmad"
+DEFAULT_METHOD = "hacd"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Analysis:
             "changed_area_m2": round(changed_px * px_area, 1),
             "analysed_area_m2": round(float(self.analysed.sum()) * px_area, 1),
             "not_analysed_fraction": round(1 - float(self.analysed.sum()) / max(1, self.aoi_pixels()), 4),
+            "not_analysed_by_cause": self.sources.get("not_analysed", {}),
             "grid": self.grid.to_dict(),
             "bands": list(self.before.bands),
             "shift": self.shift.to_dict(self.grid),
@@ -281,11 +283,20 @@ def analyze(
     watch = Stopwatch()
     prep = prepare(before_info, after_info, aoi_lonlat, params, report=report, watch=watch)
     grid, before, bands = prep.grid, prep.before, prep.before.bands
+    report("masking clouds", 0.5)
+    hidden = None
     analysed = prep.valid.copy()
+    if params.mask_clouds:
+        hidden = not_analysed(before.data, prep.after_norm, bands, prep.valid, prep.pixel_size_m)
+        analysed &= ~hidden.any
+    watch.lap("clouds")
+    sample = prep.sample[analysed.ravel()[prep.sample]]
+    if sample.size < 64:
+        raise AnalysisError("clouds or nodata cover the whole area: nothing left to compare")
 
     report("detecting change", 0.55)
     inputs = ChangeInputs(before=before.data, after=prep.after_norm, analysed=analysed, bands=bands,
-                          pixel_size_m=prep.pixel_size_m, mad=prep.mad, sample=prep.sample, raw_after=prep.after.data)
+                          pixel_size_m=prep.pixel_size_m, mad=prep.mad, sample=sample, raw_after=prep.after.data)
     result = METHODS[params.method](inputs)
     watch.lap("change")
 
@@ -304,6 +315,7 @@ def analyze(
         "after": {"file": Path(after_info.path).name, "date": iso(after_info.acquired), "bands": list(after_info.bands),
                   "pixel_size_m": round(after_info.pixel_size_m, 4), "crs": str(after_info.grid.crs)},
         "aoi_pixels": int(prep.inside.sum()),
+        "not_analysed": hidden.fractions(prep.inside) if hidden is not None else {},
     }
     return Analysis(grid=grid, before=before, after=after_out, analysed=analysed, score=result.score, mask=mask,
                     objects=objects, shift=prep.shift, normalisation=prep.normalisation, change=result, params=params,

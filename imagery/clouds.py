@@ -1,0 +1,206 @@
+"""What cannot be analysed: clouds, cloud shadows and other scene-scale atmospheric changes.
+
+A thick cloud or its shadow hides the ground; reporting it as "appeared" or
+"no change" would both be wrong, so it is marked *not analysed*. With no
+cloud mask in the input and no thermal or SWIR band, clouds are recognised
+by what they do to a pair: a large, irregular region that became much
+brighter and whiter (cloud) or much darker (cloud shadow) than the other
+date. Sizes are in m² so the rules hold at any pixel size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio import features
+from scipy import ndimage
+from shapely.geometry import shape
+from shapely.ops import unary_union
+from skimage import morphology
+from skimage.filters import apply_hysteresis_threshold
+
+from imagery.background import robust_sigma
+
+#: Smallest cloud or cloud-shadow core, m²; smaller bright patches are left to the change detector.
+CLOUD_CORE_M2 = 2_500.0
+#: Above this a bright/dark core is a cloud (shadow) whatever its outline.
+CLOUD_LARGE_M2 = 10_000.0
+#: A region must span this many pixels before its outline can be told from a building's.
+MIN_OUTLINE_PX = 400
+#: Outline perimeter / convex-hull perimeter above which a core counts as irregular (cloud-like).
+IRREGULARITY = 1.1
+#: Robust z-score of the brightness change that seeds (core) and grows (fringe) a cloud region.
+Z_CORE, Z_FRINGE = 6.0, 2.5
+#: Margin added around clouds and cloud shadows for soft edges, metres.
+MARGIN_M = 2.0
+#: Large coherent all-band change (haze, thin cloud, water colour), m², grown 3 -> 1.5 sigma.
+COHERENT_M2 = 100_000.0
+COHERENT_MARGIN_M = 30.0
+
+
+@dataclass(frozen=True)
+class NotAnalysed:
+    """Pixels left out of the analysis and why (bool masks, rows x cols)."""
+
+    cloud: np.ndarray
+    cloud_shadow: np.ndarray
+    coherent: np.ndarray
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.cloud | self.cloud_shadow | self.coherent
+
+    def fractions(self, valid: np.ndarray) -> dict:
+        n = max(1, int(valid.sum()))
+        return {name: round(float((getattr(self, name) & valid).sum()) / n, 4) for name in ("cloud", "cloud_shadow", "coherent")}
+
+
+def visible(bands: tuple[str, ...]) -> list[int]:
+    idx = [i for i, b in enumerate(bands) if b in ("blue", "green", "red", "pan")]
+    return idx or list(range(len(bands)))
+
+
+def irregularity(mask: np.ndarray) -> float:
+    """Perimeter of the simplified outline over the perimeter of its convex hull (1 = convex)."""
+    polys = [shape(g) for g, v in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=8) if v == 1]
+    if not polys:
+        return 1.0
+    outline = unary_union(polys).simplify(1.0)
+    hull = outline.convex_hull.length
+    return float(outline.length / hull) if hull > 0 else 1.0
+
+
+def robust_z(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    med = float(np.median(values[valid]))
+    sigma = max(robust_sigma(values[valid]), 1e-6)
+    return (values - med) / sigma
+
+
+def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarray, pixel_size_m: float,
+                     *, near_m: float = 30.0) -> np.ndarray:
+    """Keep candidate components that are cloud-like (large, or large and irregular), add small candidates
+    within ``near_m`` of them (puffs), grow into the connected fringe and add a margin."""
+    px_area = pixel_size_m**2
+    core_px = max(MIN_OUTLINE_PX, CLOUD_CORE_M2 / px_area)
+    large_px = max(4 * MIN_OUTLINE_PX, CLOUD_LARGE_M2 / px_area)
+    labels, n = ndimage.label(candidates, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros(valid.shape, bool)
+    keep = np.zeros(n + 1, bool)
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        m = labels[sl] == i
+        area = m.sum()
+        if area >= large_px or (area >= core_px and irregularity(m) > IRREGULARITY):
+            keep[i] = True
+    cores = keep[labels]
+    if not cores.any():
+        return np.zeros(valid.shape, bool)
+    near = ndimage.distance_transform_edt(~cores) * pixel_size_m <= near_m
+    ids = np.unique(labels[near & candidates])
+    keep[ids[ids > 0]] = True
+    cores = keep[labels]
+    grown_labels, _ = ndimage.label(fringe | cores, structure=np.ones((3, 3), bool))
+    ids = np.unique(grown_labels[cores])
+    grown = np.isin(grown_labels, ids[ids > 0])
+    radius = max(1, int(round(MARGIN_M / pixel_size_m)))
+    return ndimage.binary_dilation(grown, structure=morphology.disk(radius)) & valid
+
+
+def cloud_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
+               pixel_size_m: float) -> np.ndarray:
+    """Clouds in ``date``: large irregular regions far brighter than ``other`` and spectrally flat.
+
+    Parameters
+    ----------
+    date, other : ndarray (bands, rows, cols)
+        The date to search and the other date, same radiometry (after normalisation).
+    bands : tuple of str
+    valid : ndarray (rows, cols) bool
+    pixel_size_m : float
+
+    Returns
+    -------
+    ndarray (rows, cols) bool
+        Candidates: brightening of the visible mean by more than ``Z_CORE``
+        robust sigma, brighter than the other date's 99th percentile, and
+        flatter across the visible bands than the scene's median; cores are
+        candidate regions of at least :data:`CLOUD_CORE_M2` with an
+        irregular outline (or at least :data:`CLOUD_LARGE_M2`), grown into
+        the brightening fringe (``Z_FRINGE``) and dilated by :data:`MARGIN_M`.
+    """
+    vis = visible(bands)
+    b_date = date[vis].mean(axis=0)
+    b_other = other[vis].mean(axis=0)
+    flat = date[vis].std(axis=0) / np.maximum(np.abs(b_date), 1e-6)
+    z = robust_z(b_date - b_other, valid)
+    bright = float(np.percentile(b_other[valid], 99))
+    cand = valid & (z > Z_CORE) & (b_date > bright) & (flat < np.median(flat[valid]))
+    radius = max(1, int(round(1.0 / pixel_size_m)))
+    cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
+    return cores_to_regions(cand, valid & (z > Z_FRINGE), valid, pixel_size_m)
+
+
+def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
+                      pixel_size_m: float) -> np.ndarray:
+    """Cloud shadows in ``date``: large irregular regions far darker (log visible brightness) than ``other``.
+
+    Only called for a date with clouds. The same size and outline rules as
+    :func:`cloud_mask`; cast shadows of buildings and trees are smaller and
+    regular, and are handled by the change detector.
+    """
+    vis = visible(bands)
+    both = np.concatenate([date[vis][:, valid], other[vis][:, valid]], axis=1)
+    floor = max(float(np.percentile(both, 0.5)), 1e-6)
+    dl = np.log(np.maximum(date[vis].mean(axis=0), floor)) - np.log(np.maximum(other[vis].mean(axis=0), floor))
+    z = robust_z(dl, valid)
+    cand = valid & (z < -Z_CORE) & (dl < np.log(0.7))
+    radius = max(1, int(round(1.0 / pixel_size_m)))
+    cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
+    return cores_to_regions(cand, valid & (z < -3.0), valid, pixel_size_m)
+
+
+def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float) -> np.ndarray:
+    """Very large regions where every band brightens (or every band darkens) together: haze, thin cloud,
+    cloud shadow, water colour. Robust z of each band's difference, hysteresis 3 / 1.5 sigma, connected
+    area of at least :data:`COHERENT_M2`, dilated by :data:`COHERENT_MARGIN_M`."""
+    z = np.stack([robust_z(after[k] - before[k], valid) for k in range(before.shape[0])])
+    out = np.zeros(valid.shape, bool)
+    min_px = COHERENT_M2 / pixel_size_m**2
+    for s in (z.min(axis=0), -z.max(axis=0)):
+        m = apply_hysteresis_threshold(np.where(valid, s, 0.0), 1.5, 3.0)
+        labels, n = ndimage.label(m)
+        if n == 0:
+            continue
+        area = np.bincount(labels.ravel())[1:]
+        out |= np.concatenate([[False], area >= min_px])[labels]
+    if out.any():
+        r = max(1, int(round(COHERENT_MARGIN_M / pixel_size_m)))
+        out = ndimage.binary_dilation(out, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
+    return out & valid
+
+
+def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
+                 pixel_size_m: float) -> NotAnalysed:
+    """Clouds and cloud shadows in either date, plus scene-scale coherent changes.
+
+    Parameters
+    ----------
+    before, after : ndarray (bands, rows, cols)
+        Co-registered, AFTER normalised to BEFORE.
+    bands : tuple of str
+    valid : ndarray (rows, cols) bool
+        Valid in both dates and inside the AOI.
+    pixel_size_m : float
+        Analysis pixel size.
+    """
+    cloud_after = cloud_mask(after, before, bands, valid, pixel_size_m)
+    cloud_before = cloud_mask(before, after, bands, valid, pixel_size_m)
+    cloud = cloud_after | cloud_before
+    clear = valid & ~cloud
+    shadow = np.zeros(valid.shape, bool)
+    for date, other, clouds_in_date in ((after, before, cloud_after), (before, after, cloud_before)):
+        if clouds_in_date.any():
+            shadow |= cloud_shadow_mask(date, other, bands, clear, pixel_size_m)
+    coherent = coherent_change_mask(before, after, valid & ~cloud & ~shadow, pixel_size_m)
+    return NotAnalysed(cloud=cloud, cloud_shadow=shadow, coherent=coherent)
