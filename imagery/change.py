@@ -164,11 +164,34 @@ POOL_SIGMA_PX = 1.0
 VEGETATION_RULE_MIN_PX_M = 2.0
 
 
-def point_filter(band: np.ndarray, size: int = POINT_FILTER_PX) -> np.ndarray:
-    """Alternating sequential filter: removes bright and dark structures narrower than ``size`` pixels."""
-    oc = ndimage.grey_closing(ndimage.grey_opening(band, size=(size, size)), size=(size, size))
-    co = ndimage.grey_opening(ndimage.grey_closing(band, size=(size, size)), size=(size, size))
-    return (0.5 * (oc + co)).astype(np.float32)
+def _extreme3(image: np.ndarray, op) -> np.ndarray:
+    """3 x 3 minimum or maximum filter (edges replicated) by shifted slices; much faster than scipy's for size 3."""
+    rows = op(op(image[:-2], image[1:-1]), image[2:])
+    rows = np.concatenate([op(image[:1], image[1:2]), rows, op(image[-2:-1], image[-1:])])
+    out = op(op(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+    return np.concatenate([op(rows[:, :1], rows[:, 1:2]), out, op(rows[:, -2:-1], rows[:, -1:])], axis=1)
+
+
+def _opening3(image):
+    return _extreme3(_extreme3(image, np.minimum), np.maximum)
+
+
+def _closing3(image):
+    return _extreme3(_extreme3(image, np.maximum), np.minimum)
+
+
+def point_filter(band: np.ndarray) -> np.ndarray:
+    """Alternating sequential filter (3 x 3 px): mean of open-close and close-open.
+
+    Removes bright and dark structures narrower than 3 pixels (glints, moving
+    cars at 10 m, band-parallax fringes) and keeps anything larger.
+    """
+    band = band.astype(np.float32, copy=False)
+    oc = _closing3(_opening3(band))
+    co = _opening3(_closing3(band))
+    oc += co
+    oc *= 0.5
+    return oc
 
 
 def context_features(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -203,13 +226,27 @@ class JointGaussian:
         return cls(mean, np.linalg.inv(cov), np.linalg.inv(cov[:d, :d]), np.linalg.inv(cov[d:, d:]), float(logdet))
 
     def llr(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """log p(x) p(y) / p(x, y) per pixel for features (features, n): evidence that AFTER is unrelated to BEFORE."""
+        """log p(x) p(y) / p(x, y) per pixel for features (features, n): evidence that AFTER is unrelated to BEFORE.
+
+        One quadratic form with the combined matrix inv(C) - blockdiag(inv(Cb), inv(Ca)), float32 BLAS.
+        """
         d = before.shape[0]
-        z = np.concatenate([before, after]).astype(np.float64) - self.mean[:, None]
-        joint = np.einsum("in,ij,jn->n", z, self.inv_joint, z)
-        xb = np.einsum("in,ij,jn->n", z[:d], self.inv_before, z[:d])
-        xa = np.einsum("in,ij,jn->n", z[d:], self.inv_after, z[d:])
-        return (0.5 * (joint - xb - xa + self.log_det_ratio)).astype(np.float32)
+        z = np.concatenate([before, after]).astype(np.float32)
+        z -= self.mean[:, None].astype(np.float32)
+        q = self.combined.astype(np.float32) @ z
+        q *= z
+        out = q.sum(axis=0)
+        out += self.log_det_ratio
+        out *= 0.5
+        return out
+
+    @property
+    def combined(self) -> np.ndarray:
+        d = self.inv_before.shape[0]
+        m = self.inv_joint.copy()
+        m[:d, :d] -= self.inv_before
+        m[d:, d:] -= self.inv_after
+        return m
 
 
 def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample: np.ndarray,
@@ -271,7 +308,7 @@ def hacd_method(inputs: ChangeInputs) -> ChangeResult:
     """
     llr = hacd_llr(inputs.before, inputs.after, inputs.analysed, inputs.sample)
     threshold_llr = float(np.log((1 - CHANGE_PRIOR) / CHANGE_PRIOR))
-    score = (1.0 / (1.0 + np.exp(-(llr - threshold_llr)))).astype(np.float32)
+    score = (0.5 * (1.0 + np.tanh(0.5 * (llr - threshold_llr)))).astype(np.float32)  # logistic, overflow-free
     excluded = ~inputs.analysed
     if inputs.pixel_size_m > VEGETATION_RULE_MIN_PX_M:
         excluded |= vegetated_both(inputs.before, inputs.after, inputs.bands, inputs.analysed)

@@ -71,16 +71,21 @@ def irregularity(mask: np.ndarray) -> float:
     return float(outline.length / hull) if hull > 0 else 1.0
 
 
-def robust_z(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    med = float(np.median(values[valid]))
-    sigma = max(robust_sigma(values[valid]), 1e-6)
-    return (values - med) / sigma
+def robust_z(values: np.ndarray, valid: np.ndarray, *, sample: int = 1_000_000) -> np.ndarray:
+    """(values - median) / robust sigma, the statistics taken on up to ``sample`` valid pixels (evenly strided)."""
+    pool = values[valid]
+    if pool.size > sample:
+        pool = pool[:: pool.size // sample]
+    med = float(np.median(pool))
+    sigma = max(robust_sigma(pool), 1e-6)
+    return ((values - med) / sigma).astype(np.float32)
 
 
 def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarray, pixel_size_m: float,
-                     *, near_m: float = 30.0) -> np.ndarray:
+                     *, near_m: float = 15.0, fringe_m: float = 8.0) -> np.ndarray:
     """Keep candidate components that are cloud-like (large, or large and irregular), add small candidates
-    within ``near_m`` of them (puffs), grow into the connected fringe and add a margin."""
+    within ``near_m`` of them (puffs), grow into the connected fringe up to ``fringe_m`` beyond them
+    (soft edges) and add :data:`MARGIN_M`."""
     px_area = pixel_size_m**2
     core_px = max(MIN_OUTLINE_PX, CLOUD_CORE_M2 / px_area)
     large_px = max(4 * MIN_OUTLINE_PX, CLOUD_LARGE_M2 / px_area)
@@ -96,11 +101,12 @@ def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarr
     cores = keep[labels]
     if not cores.any():
         return np.zeros(valid.shape, bool)
-    near = ndimage.distance_transform_edt(~cores) * pixel_size_m <= near_m
-    ids = np.unique(labels[near & candidates])
+    distance = ndimage.distance_transform_edt(~cores) * pixel_size_m
+    ids = np.unique(labels[(distance <= near_m) & candidates])
     keep[ids[ids > 0]] = True
     cores = keep[labels]
-    grown_labels, _ = ndimage.label(fringe | cores, structure=np.ones((3, 3), bool))
+    reach = cores | (fringe & (distance <= fringe_m))
+    grown_labels, _ = ndimage.label(reach, structure=np.ones((3, 3), bool))
     ids = np.unique(grown_labels[cores])
     grown = np.isin(grown_labels, ids[ids > 0])
     radius = max(1, int(round(MARGIN_M / pixel_size_m)))
@@ -157,7 +163,7 @@ def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...
     cand = valid & (z < -Z_CORE) & (dl < np.log(0.7))
     radius = max(1, int(round(1.0 / pixel_size_m)))
     cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
-    return cores_to_regions(cand, valid & (z < -3.0), valid, pixel_size_m)
+    return cores_to_regions(cand, valid & (z < -3.0), valid, pixel_size_m, near_m=0.0)
 
 
 def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float) -> np.ndarray:
@@ -180,9 +186,31 @@ def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarra
     return out & valid
 
 
+#: Clouds are searched on a grid of at most this pixel size (block means): they are hectares, not pixels.
+WORK_PIXEL_M = 2.0
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks of (..., rows, cols); edges padded by replication."""
+    rows, cols = image.shape[-2:]
+    pr, pc = -rows % factor, -cols % factor
+    if pr or pc:
+        pad = [(0, 0)] * (image.ndim - 2) + [(0, pr), (0, pc)]
+        image = np.pad(image, pad, mode="edge")
+    r, c = image.shape[-2] // factor, image.shape[-1] // factor
+    return image.reshape(*image.shape[:-2], r, factor, c, factor).mean(axis=(-3, -1), dtype=np.float32)
+
+
+def upsample_mask(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    return np.repeat(np.repeat(mask, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
+
+
 def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
                  pixel_size_m: float) -> NotAnalysed:
     """Clouds and cloud shadows in either date, plus scene-scale coherent changes.
+
+    Runs on block means of at most :data:`WORK_PIXEL_M` pixels (clouds are
+    hectares), the masks are then brought back to the analysis grid.
 
     Parameters
     ----------
@@ -194,6 +222,18 @@ def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], 
     pixel_size_m : float
         Analysis pixel size.
     """
+    factor = max(1, int(WORK_PIXEL_M // pixel_size_m))
+    if factor == 1:
+        return detect_not_analysed(before, after, bands, valid, pixel_size_m)
+    small = detect_not_analysed(block_mean(before, factor), block_mean(after, factor), bands,
+                                block_mean(valid.astype(np.float32), factor) > 0.5, pixel_size_m * factor)
+    up = lambda m: upsample_mask(m, factor, valid.shape) & valid  # noqa: E731
+    return NotAnalysed(cloud=up(small.cloud), cloud_shadow=up(small.cloud_shadow), coherent=up(small.coherent))
+
+
+def detect_not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
+                        pixel_size_m: float) -> NotAnalysed:
+    """:func:`not_analysed` at the given pixel size."""
     cloud_after = cloud_mask(after, before, bands, valid, pixel_size_m)
     cloud_before = cloud_mask(before, after, bands, valid, pixel_size_m)
     cloud = cloud_after | cloud_before

@@ -91,13 +91,16 @@ class Grid:
         return Grid(self.crs, Affine(t.a * factor, t.b, t.c, t.d, t.e * factor, t.f), (rows, cols))
 
     @classmethod
-    def from_bounds(cls, bounds: tuple[float, float, float, float], crs: CRS, res: float) -> Grid:
-        """A grid of square ``res`` pixels covering ``bounds``, snapped outwards to multiples of ``res``."""
+    def from_bounds(cls, bounds: tuple[float, float, float, float], crs: CRS, res: float,
+                    origin: tuple[float, float] = (0.0, 0.0)) -> Grid:
+        """A grid of square ``res`` pixels covering ``bounds``, its edges snapped outwards onto the lattice
+        ``origin + k * res`` (so a grid can share the pixel lattice of a scene and read it without resampling)."""
+        ox, oy = origin
         left, bottom, right, top = bounds
-        left = math.floor(left / res) * res
-        top = math.ceil(top / res) * res
-        right = math.ceil(right / res) * res
-        bottom = math.floor(bottom / res) * res
+        left = ox + math.floor((left - ox) / res) * res
+        top = oy + math.ceil((top - oy) / res) * res
+        right = ox + math.ceil((right - ox) / res) * res
+        bottom = oy + math.floor((bottom - oy) / res) * res
         cols = max(1, round((right - left) / res))
         rows = max(1, round((top - bottom) / res))
         return cls(CRS.from_user_input(crs), Affine(res, 0.0, left, 0.0, -res, top), (rows, cols))
@@ -191,6 +194,7 @@ def analysis_grid(
     margin_m: float,
     max_pixels: int,
     crs: CRS | None = None,
+    align_to: Grid | None = None,
 ) -> Grid:
     """Plan the analysis grid for an AOI.
 
@@ -206,6 +210,10 @@ def analysis_grid(
         Refuse grids with more pixels than this.
     crs : CRS, optional
         Projected CRS in metres; default the UTM zone of the AOI centroid.
+    align_to : Grid, optional
+        A scene grid to share the pixel lattice with, used when it is in the
+        same CRS with square pixels of ``pixel_size_m`` (that scene is then
+        read without resampling).
 
     Returns
     -------
@@ -220,7 +228,11 @@ def analysis_grid(
         crs = utm_crs_for(centre.x, centre.y)
     bounds = transform_bounds_densified(aoi_lonlat.bounds, LONLAT, crs)
     padded = (bounds[0] - margin_m, bounds[1] - margin_m, bounds[2] + margin_m, bounds[3] + margin_m)
-    grid = Grid.from_bounds(padded, crs, pixel_size_m)
+    origin = (0.0, 0.0)
+    if (align_to is not None and CRS.from_user_input(align_to.crs) == CRS.from_user_input(crs)
+            and math.isclose(align_to.res[0], pixel_size_m, rel_tol=1e-9) and math.isclose(align_to.res[1], pixel_size_m, rel_tol=1e-9)):
+        origin = (align_to.transform.c, align_to.transform.f)
+    grid = Grid.from_bounds(padded, crs, pixel_size_m, origin)
     if grid.rows * grid.cols > max_pixels:
         raise GridTooLargeError(
             f"the analysis grid would be {grid.cols} x {grid.rows} px at {pixel_size_m:.2f} m "

@@ -9,6 +9,7 @@ here through :mod:`imagery.scenes`; writing products is
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,7 +212,11 @@ def prepare(
     bands = common_bands(before_info, after_info)
     area = analysis_area(before_info, after_info, aoi_lonlat)
     pixel_size = params.pixel_size_m or max(before_info.pixel_size_m, after_info.pixel_size_m)
-    grid = analysis_grid(area, pixel_size_m=pixel_size, margin_m=params.margin_m, max_pixels=params.max_pixels)
+    if before_info.grid.is_projected and math.isclose(before_info.grid.res[0], before_info.grid.res[1], rel_tol=1e-9) \
+            and math.isclose(before_info.grid.res[0], pixel_size, rel_tol=1e-3):
+        pixel_size = before_info.grid.res[0]  # the before scene's exact pixel: its lattice can be shared
+    grid = analysis_grid(area, pixel_size_m=pixel_size, margin_m=params.margin_m, max_pixels=params.max_pixels,
+                         align_to=before_info.grid)
     inside = rasterize_area(area, grid)
     if not inside.any():
         raise NoOverlapError("the area to analyse is smaller than one pixel")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
@@ -49,6 +49,9 @@ SAFE_GDAL_ENV = {
 }
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: Threads GDAL's warper may use per reprojection.
+WARP_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -387,6 +390,53 @@ def source_window(ds, grid: Grid, pad_px: int = 3) -> Window:
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def lattice_window(scene: Grid, grid: Grid) -> Window | None:
+    """The window of ``scene`` that is exactly ``grid`` (same CRS, same pixel size, shared lattice), else None."""
+    if scene.crs != grid.crs or scene.transform.b or scene.transform.d:
+        return None
+    st, gt = scene.transform, grid.transform
+    if not (math.isclose(st.a, gt.a, rel_tol=1e-9) and math.isclose(st.e, gt.e, rel_tol=1e-9)):
+        return None
+    col = (gt.c - st.c) / st.a
+    row = (gt.f - st.f) / st.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return Window(int(round(col)), int(round(row)), grid.cols, grid.rows)
+
+
+def read_window(info: SceneInfo, grid: Grid, window: Window, roles: tuple[str, ...]) -> Raster:
+    """Read a lattice-aligned window without resampling (outside the scene is invalid)."""
+    name = Path(info.path).name
+    out = np.zeros((len(roles), *grid.shape), dtype=np.float32)
+    try:
+        with gdal_env(), open_scene(info.path) as ds:
+            masks = ds.read_masks([info.band_index[r] for r in roles], window=window, boundless=True) \
+                if any(MaskFlags.nodata not in f and MaskFlags.all_valid not in f for f in ds.mask_flag_enums) else None
+            for k, role in enumerate(roles):
+                b = info.band_index[role]
+                band = ds.read(b, window=window, boundless=True, fill_value=ds.nodata if ds.nodata is not None else 0,
+                               out_dtype=np.float32)
+                out[k] = band
+            inside = np.zeros(grid.shape, bool)
+            r0, c0 = -window.row_off, -window.col_off
+            inside[max(0, r0):max(0, r0) + min(grid.rows, ds.height - max(0, window.row_off)),
+                   max(0, c0):max(0, c0) + min(grid.cols, ds.width - max(0, window.col_off))] = True
+    except RasterioError as exc:
+        raise InvalidSceneError(f"{name}: the pixels cannot be read; the file is corrupt or truncated ({first_line(exc)})") from None
+    valid = inside & np.isfinite(out).all(axis=0)
+    if info.nodata is not None:
+        valid &= ~(out == np.float32(info.nodata)).any(axis=0)
+    if masks is not None:
+        valid &= (masks > 0).all(axis=0)
+    for k, role in enumerate(roles):
+        b = info.band_index[role]
+        out[k] *= info.scales[b - 1]
+        out[k] += info.offsets[b - 1]
+    out[:, ~valid] = 0.0
+    return Raster(data=out, valid=valid, grid=grid, bands=tuple(roles), acquired=info.acquired,
+                  meta={"path": info.path, "resampling": "none (shared pixel lattice)"})
+
+
 def read_onto_grid(
     info: SceneInfo,
     grid: Grid,
@@ -418,6 +468,9 @@ def read_onto_grid(
     """
     roles = roles or info.bands
     name = Path(info.path).name
+    aligned = lattice_window(info.grid, grid)
+    if aligned is not None:
+        return read_window(info, grid, aligned, roles)
     if resampling is None:
         resampling = warp_resampling(info.pixel_size_m, nominal_pixel_size_m(grid))
     out = np.empty((len(roles), *grid.shape), dtype=np.float32)
@@ -433,7 +486,7 @@ def read_onto_grid(
                 src_valid, coverage,
                 src_transform=win_transform, src_crs=ds.crs,
                 dst_transform=grid.transform, dst_crs=grid.crs,
-                resampling=resampling, dst_nodata=0.0, init_dest_nodata=True,
+                resampling=resampling, dst_nodata=0.0, init_dest_nodata=True, num_threads=WARP_THREADS,
             )
             valid_src = src_valid > 0
             for k, role in enumerate(roles):
@@ -448,7 +501,7 @@ def read_onto_grid(
                     src, dst,
                     src_transform=win_transform, src_crs=ds.crs,
                     dst_transform=grid.transform, dst_crs=grid.crs,
-                    resampling=resampling, src_nodata=np.nan, dst_nodata=np.nan,
+                    resampling=resampling, src_nodata=np.nan, dst_nodata=np.nan, num_threads=WARP_THREADS,
                 )
                 del src
     except RasterioError as exc:

@@ -150,3 +150,18 @@ def test_remote_and_missing_paths_refused(tmp_path):
     for path in ("/vsicurl/http://example.com/a.tif", "http://example.com/a.tif", tmp_path / "missing.tif"):
         with pytest.raises(InvalidSceneError):
             inspect_scene(path)
+
+
+def test_grid_on_the_scene_lattice_reads_exact_values(four_band):
+    info = inspect_scene(four_band)
+    t = info.grid.transform
+    sub = Grid(info.grid.crs, Affine(t.a, 0, t.c + 10 * t.a, 0, t.e, t.f + 20 * t.e), (100, 150))
+    raster = read_onto_grid(info, sub)
+    assert raster.meta["resampling"].startswith("none")
+    with rasterio.open(four_band) as ds:
+        expected = ds.read(window=((20, 120), (10, 160))).astype(np.float32)
+    assert np.array_equal(raster.data, expected) and raster.valid.all()
+    # a grid hanging over the scene edge: the outside is invalid, not zero-valued data
+    over = Grid(info.grid.crs, Affine(t.a, 0, t.c - 10 * t.a, 0, t.e, t.f), (50, 50))
+    raster = read_onto_grid(info, over)
+    assert not raster.valid[:, :10].any() and raster.valid[:, 10:].all()
