@@ -9,7 +9,7 @@ export BASEWATCH_DATA_DIR ?= ./data
 export BASEWATCH_HOST ?= 127.0.0.1
 export BASEWATCH_PORT ?= 8000
 
-.PHONY: setup run test bench clean browser
+.PHONY: setup run test bench clean browser services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,18 @@ browser:
 		$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
+# PostgreSQL on 127.0.0.1:5432 for the scaled-out tests (started when installed but stopped).
+services:
+	@if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start || true; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+
 run: setup
 	$(VENV)/bin/basewatch serve --demo
 
-test: setup browser
+test: setup browser services
 	$(PY) -m pytest
 
 bench: setup
