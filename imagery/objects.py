@@ -42,6 +42,8 @@ class SizeRules:
     vehicle_resolvable_px_m: float = 1.5
     #: Vehicle footprint used to estimate counts in groups, m².
     vehicle_footprint_m2: float = 25.0
+    #: Above this pixel size not even groups of vehicles are reported as such.
+    group_max_px_m: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,18 +121,20 @@ def classify(area_m2: float, length_m: float, width_m: float, solidity: float, p
             return "tent"
     if area_m2 >= rules.structure_min_area_m2 and solidity >= 0.6 and width_m >= 8.0:
         return "structure"
-    if not resolvable and area_m2 <= rules.group_max_area_m2 and area_m2 >= pixel_size_m**2:
+    if not resolvable and pixel_size_m <= rules.group_max_px_m and 2 * rules.vehicle_footprint_m2 <= area_m2 <= rules.group_max_area_m2:
         return "vehicle_group"
     if resolvable and rules.vehicle_area_m2[1] < area_m2 <= rules.group_max_area_m2:
         return "vehicle_group"
     return "other"
 
 
-def vehicle_count(cls: str, area_m2: float, rules: SizeRules = SizeRules()) -> int:
+def vehicle_count(cls: str, area_m2: float, pixel_size_m: float, rules: SizeRules = SizeRules()) -> int:
+    """Vehicles an object stands for: 1 for a vehicle; for a group resolved at <= 1.5 m, area / 25 m²;
+    0 otherwise (at coarser pixels groups are reported as areas, not counts)."""
     if cls == "vehicle":
         return 1
-    if cls == "vehicle_group":
-        return max(1, int(round(area_m2 / rules.vehicle_footprint_m2)))
+    if cls == "vehicle_group" and pixel_size_m <= rules.vehicle_resolvable_px_m:
+        return max(2, int(round(area_m2 / rules.vehicle_footprint_m2)))
     return 0
 
 
@@ -203,7 +207,7 @@ def objects_from_labels(
             score=float(score[bbox][sub].mean()),
             brightness_before=float(brightness_before[bbox][sub].mean()),
             brightness_after=float(brightness_after[bbox][sub].mean()),
-            vehicles=vehicle_count(cls, area, rules),
+            vehicles=vehicle_count(cls, area, pixel_size_m, rules),
         ))
     out.sort(key=lambda o: -o.area_m2)
     return [ChangeObject(**{**o.__dict__, "id": i}) for i, o in enumerate(out, start=1)]

@@ -88,12 +88,19 @@ def draw_scale_and_north(ax, grid, extent):
 
 
 def draw_objects(ax, objects, labelled_ids):
+    from matplotlib.collections import LineCollection
+
+    for change, colour in CHANGE_COLOURS.items():
+        rings = []
+        for o in objects:
+            if o.change != change:
+                continue
+            for g in (o.geometry.geoms if hasattr(o.geometry, "geoms") else [o.geometry]):
+                rings.append(np.asarray(g.exterior.coords))
+        if rings:
+            ax.add_collection(LineCollection(rings, colors=colour, linewidths=1.2))
     for o in objects:
         colour = CHANGE_COLOURS[o.change]
-        geoms = o.geometry.geoms if hasattr(o.geometry, "geoms") else [o.geometry]
-        for g in geoms:
-            x, y = g.exterior.xy
-            ax.plot(x, y, color=colour, lw=1.2)
         if o.id in labelled_ids:
             minx, miny, maxx, maxy = o.geometry.bounds
             ax.text(maxx, maxy, str(o.id), color="black", fontsize=6.5, ha="left", va="bottom",
