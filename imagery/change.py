@@ -191,13 +191,23 @@ def gaussian(image: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(image, dtype=np.float32), (0, 0), sigma_px, borderType=cv2.BORDER_REPLICATE)
 
 
-def context_features(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Point-filtered bands and the same bands smoothed over ``CONTEXT_SIGMA_PX``: (2 * bands, rows, cols) float32."""
-    out = np.empty((2 * image.shape[0], *image.shape[1:]), dtype=np.float32)
+def fill_values(image: np.ndarray, valid: np.ndarray) -> list[float]:
+    """Per-band median of valid pixels (on up to a million of them): the neutral value for invalid pixels."""
+    if not valid.any():
+        return [0.0] * image.shape[0]
     stride = max(1, int(valid.sum()) // 1_000_000)
+    return [float(np.median(image[k][valid][::stride])) for k in range(image.shape[0])]
+
+
+def context_features(image: np.ndarray, valid: np.ndarray, fills: list[float] | None = None) -> np.ndarray:
+    """Point-filtered bands and the same bands smoothed over ``CONTEXT_SIGMA_PX``: (2 * bands, rows, cols) float32.
+
+    Invalid pixels take the band's ``fills`` value first so filters do not spread nodata.
+    """
+    fills = fills if fills is not None else fill_values(image, valid)
+    out = np.empty((2 * image.shape[0], *image.shape[1:]), dtype=np.float32)
     for k in range(image.shape[0]):
-        fill = float(np.median(image[k][valid][::stride])) if valid.any() else 0.0
-        band = np.where(valid, image[k], fill).astype(np.float32)
+        band = np.where(valid, image[k], fills[k]).astype(np.float32)
         out[k] = point_filter(band)
         out[image.shape[0] + k] = gaussian(out[k], CONTEXT_SIGMA_PX)
     return out
@@ -248,21 +258,44 @@ class JointGaussian:
         return m
 
 
+#: Rows of halo around each block so filters near block edges see the same neighbourhood.
+HALO_PX = 16
+
+
+def row_blocks(rows: int, block_rows: int):
+    """(start, stop, halo_start, halo_stop) for blocks of ``block_rows`` with :data:`HALO_PX` halos."""
+    for start in range(0, rows, block_rows):
+        stop = min(rows, start + block_rows)
+        yield start, stop, max(0, start - HALO_PX), min(rows, stop + HALO_PX)
+
+
 def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample: np.ndarray,
-             *, block_rows: int = 256) -> np.ndarray:
-    """Pooled anomalous-change evidence (nats) per pixel.
+             *, block_rows: int = 512) -> np.ndarray:
+    """Pooled anomalous-change evidence (nats) per pixel, block by block.
 
     Parameters
     ----------
     before, after : ndarray (bands, rows, cols)
     analysed : ndarray (rows, cols) bool
     sample : ndarray
-        Flat indexes of analysed pixels the model is fitted on (statistics pass).
+        Flat indexes of analysed pixels the model is fitted on.
+    block_rows : int
+        Rows per block; memory is about 2 x 2 x bands x block_rows x cols float32.
 
     Returns
     -------
     ndarray (rows, cols) float32
-        LLR smoothed over ``POOL_SIGMA_PX``; computed block by block (per-pixel pass).
+        LLR smoothed over ``POOL_SIGMA_PX``.
+
+    Notes
+    -----
+    Two passes over row blocks: the statistics pass computes the context
+    features of every block (every fourth block when there are eight or
+    more) and keeps those of the sampled pixels, then the joint Gaussian is
+    fitted; the per-pixel pass computes each block's
+    features and evaluates the LLR. Blocks carry a halo so results do not
+    depend on the block size. The same block functions can run on tiles of a
+    larger-than-memory scene.
 
     References
     ----------
@@ -270,20 +303,31 @@ def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample
     detection, ICML workshop; J. Theiler (2008), Quantitative comparison of
     quadratic covariance-based anomalous change detectors, Applied Optics 47(28).
     """
-    fb = context_features(before, analysed)
-    fa = context_features(after, analysed)
-    d = fb.shape[0]
-    flat_b = fb.reshape(d, -1)
-    flat_a = fa.reshape(d, -1)
-    fit_idx = sample[analysed.ravel()[sample]]
-    model = JointGaussian.fit(flat_b[:, fit_idx], flat_a[:, fit_idx])
     rows, cols = analysed.shape
-    out = np.empty(rows * cols, dtype=np.float32)
-    step = block_rows * cols
-    for start in range(0, rows * cols, step):
-        out[start:start + step] = model.llr(flat_b[:, start:start + step], flat_a[:, start:start + step])
-    del fb, fa
-    return gaussian(out.reshape(rows, cols), POOL_SIGMA_PX)
+    fills = [fill_values(image, analysed) for image in (before, after)]
+    sample = np.sort(sample[analysed.ravel()[sample]])
+    sample_rows = sample // cols
+    picked_b, picked_a = [], []
+    blocks = list(row_blocks(rows, block_rows))
+    every = 4 if len(blocks) >= 8 else 1  # the statistics pass reads a quarter of the rows of large scenes
+    for start, stop, h0, h1 in blocks[::every]:
+        lo, hi = np.searchsorted(sample_rows, [start, stop])
+        if hi == lo:
+            continue
+        idx = sample[lo:hi] - h0 * cols
+        fb = context_features(before[:, h0:h1], analysed[h0:h1], fills[0]).reshape(-1, (h1 - h0) * cols)
+        fa = context_features(after[:, h0:h1], analysed[h0:h1], fills[1]).reshape(-1, (h1 - h0) * cols)
+        picked_b.append(fb[:, idx])
+        picked_a.append(fa[:, idx])
+    model = JointGaussian.fit(np.concatenate(picked_b, axis=1), np.concatenate(picked_a, axis=1))
+    out = np.empty((rows, cols), dtype=np.float32)
+    for start, stop, h0, h1 in row_blocks(rows, block_rows):
+        fb = context_features(before[:, h0:h1], analysed[h0:h1], fills[0])
+        fa = context_features(after[:, h0:h1], analysed[h0:h1], fills[1])
+        d = fb.shape[0]
+        llr = model.llr(fb.reshape(d, -1), fa.reshape(d, -1)).reshape(h1 - h0, cols)
+        out[start:stop] = llr[start - h0: stop - h0]
+    return gaussian(out, POOL_SIGMA_PX)
 
 
 def vegetated_both(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray) -> np.ndarray:
