@@ -32,7 +32,7 @@ from imagery.scenes import SceneInfo, read_onto_grid
 
 Progress = Callable[[str, float], None]
 
-DEFAULT_METHOD = "hacd"
+DEFAULT_METHOD = "auto"
 
 
 @dataclass(frozen=True)

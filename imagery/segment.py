@@ -97,14 +97,15 @@ def extract_objects(
         else:
             types[label] = "changed"
     del sample
-    bright_b = before.mean(axis=0)
-    bright_a = after.mean(axis=0)
-    objects = objects_from_labels(labels, types, grid=grid, score=result.score, brightness_before=bright_b,
-                                  brightness_after=bright_a, pixel_size_m=pixel_size_m, rules=rules)
-    mask = np.zeros(grid.shape, dtype=np.uint8)
-    value = {label: MASK_VALUES[t] for label, t in types.items()}
-    lut = np.zeros(n + 1, dtype=np.uint8)
-    for label, v in value.items():
-        lut[label] = v
-    mask = lut[labels]
-    return objects, mask
+    return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
+
+
+def finish_objects(labels: np.ndarray, types: dict, result: ChangeResult, before: np.ndarray, after: np.ndarray, *,
+                   grid: Grid, pixel_size_m: float, rules: SizeRules) -> tuple[list[ChangeObject], np.ndarray]:
+    """Measure and classify labelled objects; the uint8 change mask they make."""
+    objects = objects_from_labels(labels, types, grid=grid, score=result.score, brightness_before=before.mean(axis=0),
+                                  brightness_after=after.mean(axis=0), pixel_size_m=pixel_size_m, rules=rules)
+    lut = np.zeros(int(labels.max()) + 1, dtype=np.uint8)
+    for label, kind in types.items():
+        lut[label] = MASK_VALUES[kind]
+    return objects, lut[labels]
