@@ -162,8 +162,8 @@ POINT_FILTER_PX = 3
 #: Spatial-context Gaussian sigma and evidence-pooling sigma, in pixels (ground sample distances).
 CONTEXT_SIGMA_PX = 2.0
 POOL_SIGMA_PX = 1.0
-#: Above this pixel size a pixel vegetated at both dates cannot hold a man-made change.
-VEGETATION_RULE_MIN_PX_M = 2.0
+#: Above this pixel size (vehicle groups are no longer resolved) a pixel vegetated at both dates cannot hold a man-made change.
+VEGETATION_RULE_MIN_PX_M = 5.0
 
 
 _KERNEL3 = np.ones((3, 3), np.uint8)

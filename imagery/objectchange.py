@@ -53,18 +53,21 @@ class ObjectParams:
     """Sizes (metres) and false-alarm rates of the object stage."""
 
     background_window_m: float = 30.0  # > twice the largest vehicle or tent
+    background_exclusion_max_m2: float = 5000.0  # strong changes smaller than this are objects, not background
     noise_floor: float = 0.02  # radiometric normalisation residual, fraction of the band's median level
     p_seed: float = 1e-6  # candidate hysteresis: chi-square false-alarm rates
     p_grow: float = 1e-3
     spectral_map_window_m: float = 25.0  # local spectral map (season, haze)
     p_material: float = 1e-3  # material change per pixel (chi-square, bands - 1 dof)
     lean_m: float = 4.0  # largest lean of trees and buildings between two views
+    lean_needs_hole: bool = False  # accept a lean only where the object's old place changed too
     core_radius_m: float = 0.75  # half the width of the narrowest object of interest (1.5 m)
     min_object_m2: float = 6.0
     ring_gap_m: float = 0.5
     ring_width_m: float = 3.0
     z_present: float = 8.0  # robust sigmas of contrast with the surroundings
     p_absent: float = 0.01
+    z_contrast_ratio: float = 0.0  # also "absent": contrast at most this fraction of the other date's (0 = off)
     min_changed_m2: float = 100.0  # only structures are reported as "changed"
     vehicle_m2: float = 24.5  # 7 x 3.5 m, for splitting touching vehicles
 
@@ -103,14 +106,27 @@ def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarra
     """Labelled candidate regions and the chi-square change statistic.
 
     The local median of AFTER - BEFORE over ``background_window_m`` is added
-    to BEFORE (season, haze and sensor differences that vary slowly in space);
+    to BEFORE (season, haze and sensor differences that vary slowly in space),
+    leaving out compact strong changes (below ``background_exclusion_max_m2``)
+    so that a whole parking block that filled up is not taken for background;
     the statistic is the larger of the two 3 x 3 minimum residuals (AFTER
     against shifted BEFORE and back), over the per-band noise, calibrated so
     its median is the chi-square median; seeds at ``p_seed``, grown to
     ``p_grow``; opened by a 0.5 m disk; regions of at least ``min_object_m2``.
     """
     nb = before.shape[0]
-    corrected = before + local_median(after - before, analysed, p.background_window_m / pixel_size_m)
+    diff = after - before
+    raw = ((diff / noise[:, None, None]) ** 2).sum(0)
+    raw /= max(float(np.median(raw[analysed])) / stats.chi2.median(nb), 1.0)
+    strong = (raw > stats.chi2.isf(p.p_grow, nb)) & analysed
+    del raw
+    # compact strong changes (objects) are left out of the background; extensive ones (fields, haze) are the background
+    strong_labels, _ = ndimage.label(strong, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(strong_labels.ravel())
+    sizes[0] = 0
+    objects = (sizes > 0) & (sizes * pixel_size_m**2 < p.background_exclusion_max_m2)
+    corrected = before + local_median(diff, analysed & ~objects[strong_labels], p.background_window_m / pixel_size_m)
+    del diff, strong_labels
     weight = (1.0 / noise**2).astype(np.float32)[:, None, None]
     e_after = np.full(analysed.shape, np.inf, np.float32)
     e_before = e_after.copy()
@@ -300,13 +316,17 @@ class Explainer:
 
 
 def lean_explained(explainer: Explainer, rows, cols, labels_of_pixels, n: int, unexplained: np.ndarray,
-                   radius_px: int) -> tuple[np.ndarray, dict]:
+                   radius_px: int, candidates: np.ndarray) -> tuple[np.ndarray, dict]:
     """Re-test the unexplained pixels of each region under one displacement per region.
 
     The displacement is searched in two passes: all displacements within
     ``radius_px`` for the 40 regions with most unexplained pixels, which
     gives the scene's lean direction (all tall objects lean the same way);
-    then, for every region, displacements along that direction only.
+    then, for every region, displacements along that direction only. A
+    displacement is accepted only if it is a real move: where the object was
+    (the displaced pixels) must itself have changed (be in ``candidates``)
+    for at least half of them -- a leaning tree leaves ground where its
+    crown was, a new vehicle next to a parked one does not.
     Returns the updated unexplained flags and what was found.
     """
     sel = np.nonzero(unexplained)[0]
@@ -355,9 +375,28 @@ def lean_explained(explainer: Explainer, rows, cols, labels_of_pixels, n: int, u
         best[better] = left[better]
         for i in np.nonzero(better)[0]:
             best_flags[int(i)] = (d, flags[l2 == i])
+    h, w = explainer.after.shape[1:]
+    order = np.argsort(labels_of_pixels, kind="stable")
+    bounds = np.searchsorted(labels_of_pixels[order], np.arange(n + 2))
+    region_pixels = {i: order[bounds[i]:bounds[i + 1]] for i in best_flags}
+    moved = 0
     for i, (d, flags) in best_flags.items():
-        result[sel[l2 == i]] = flags
-    info["regions_moved"] = len(best_flags)
+        pix = sel[l2 == i]
+        # a lean by d leaves a crescent about |d| wide along d: a move farther than the region is deep
+        # along d is not this object leaning but another object (a neighbour) matching it
+        norm = float(np.hypot(*d))
+        whole = region_pixels[i]
+        depth = float(np.ptp(rows[whole] * d[0] / norm + cols[whole] * d[1] / norm)) + 1.0
+        if norm > depth:
+            continue
+        if candidates is not None:
+            rr = np.clip(rows[pix] + d[0], 0, h - 1)
+            cc = np.clip(cols[pix] + d[1], 0, w - 1)
+            if candidates[rr, cc].mean() < 0.5:
+                continue
+        result[pix] = flags
+        moved += 1
+    info["regions_moved"] = moved
     return result, info
 
 
@@ -445,6 +484,22 @@ def presence(image: np.ndarray, region: np.ndarray, ring: np.ndarray, noise: np.
         return float(((d / np.sqrt(np.diag(cov))) ** 2).sum())
 
 
+def static_objects(after: np.ndarray, before: np.ndarray, unchanged: np.ndarray, pixel_size_m: float,
+                   *, window_m: float = 20.0, contrast: float = 0.25) -> np.ndarray:
+    """Unchanged pixels that stand out from the ground in both dates (parked vehicles, buildings, trees).
+
+    Their log brightness differs from the local median (``window_m``) by more
+    than ``contrast`` in both dates. They are left out of the ring a region is
+    compared with, so a vehicle parked next to others is compared with the
+    ground, not with its neighbours.
+    """
+    out = unchanged.copy()
+    for image in (after, before):
+        lum = np.log(image.mean(axis=0))
+        out &= np.abs(lum - local_median(lum, unchanged, window_m / pixel_size_m)) > contrast
+    return out
+
+
 def compact(region: np.ndarray, pixel_size_m: float) -> bool:
     """Structure-like: fills most of its convex hull and is at most four times as long as wide."""
     ys, xs = np.nonzero(region)
@@ -527,12 +582,14 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     rows, cols = np.nonzero(labels)
     region_of = labels[rows, cols]
     unexplained = explainer.unexplained(rows, cols, (0, 0), {})
-    unexplained, lean = lean_explained(explainer, rows, cols, region_of, n, unexplained, int(round(p.lean_m / px)))
+    unexplained, lean = lean_explained(explainer, rows, cols, region_of, n, unexplained, int(round(p.lean_m / px)),
+                                       labels > 0 if p.lean_needs_hole else None)
     material = np.zeros(analysed.shape, bool)
     material[rows[unexplained], cols[unexplained]] = True
     del explainer
 
     cores = object_cores(material, analysed, px, p)
+    static = static_objects(A, B, analysed & (labels == 0), px)
     core_labels, n_cores = ndimage.label(cores, structure=np.ones((3, 3), bool))
     gap = max(1, int(round(p.ring_gap_m / px)))
     width = max(2, int(round(p.ring_width_m / px)))
@@ -550,14 +607,15 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
         area = float(region.sum()) * px * px
         if area < p.min_object_m2:
             continue
-        ring = ring_around(region, labels[r0:r1, c0:c1] > 0, analysed[r0:r1, c0:c1], gap, width)
+        ring = ring_around(region, (labels[r0:r1, c0:c1] > 0) | static[r0:r1, c0:c1], analysed[r0:r1, c0:c1], gap, width)
         if ring.sum() < 8:
             continue
         z_after = presence(A[:, r0:r1, c0:c1], region, ring, noise)
         z_before = presence(B[:, r0:r1, c0:c1], region, ring, noise)
-        if z_after > z_present and z_before < z_absent:
+        ratio = p.z_contrast_ratio**2
+        if z_after > z_present and (z_before < z_absent or z_before < ratio * z_after):
             kind = "appeared"
-        elif z_before > z_present and z_after < z_absent:
+        elif z_before > z_present and (z_after < z_absent or z_after < ratio * z_before):
             kind = "disappeared"
         elif z_after > z_present and z_before > z_present and area >= p.min_changed_m2 and compact(region, px):
             kind = "changed"
