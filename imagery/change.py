@@ -12,7 +12,7 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage, special, stats
 
 from imagery.normalize import MADFit
 from imagery.thresholds import kittler_illingworth, otsu
@@ -80,8 +80,8 @@ def robust_sigma(values: np.ndarray) -> float:
 
 
 def chi2_score(statistic: np.ndarray, dof: int) -> np.ndarray:
-    """P(change) = chi-square CDF of a calibrated statistic, float32."""
-    return stats.chi2.cdf(statistic, dof).astype(np.float32)
+    """P(change) = chi-square CDF of a calibrated statistic (regularised lower gamma), float32."""
+    return special.gammainc(dof / 2.0, np.maximum(statistic, 0.0).astype(np.float32) / 2.0).astype(np.float32)
 
 
 def calibrate(statistic_sample: np.ndarray, dof: int) -> float:

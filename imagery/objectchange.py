@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy import ndimage, stats
 from skimage import morphology
@@ -43,9 +44,6 @@ from imagery.background import local_median, robust_sigma
 #: Approximate centre wavelength (nm) per band role, to check that shade is bluer.
 WAVELENGTH_NM = {"blue": 490, "green": 560, "red": 665, "nir": 842, "pan": 600}
 
-#: Shadow (sky-only / full-sun) ratio used when the scene gives no plausible estimate:
-#: a clear-sky skylight fraction, larger in the blue than in the near infrared.
-DEFAULT_SHADOW_RATIO = {"blue": 0.35, "green": 0.27, "red": 0.22, "nir": 0.15, "pan": 0.25}
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,7 @@ class ObjectParams:
     z_contrast_ratio: float = 0.0  # also "absent": contrast at most this fraction of the other date's (0 = off)
     min_changed_m2: float = 100.0  # only structures are reported as "changed"
     vehicle_m2: float = 24.5  # 7 x 3.5 m, for splitting touching vehicles
+    work_pixel_m: float = 1.0  # finer pixels are block-averaged to about this size
 
 
 @dataclass
@@ -102,7 +101,7 @@ def disk(radius_m: float, pixel_size_m: float) -> np.ndarray:
 
 
 def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarray, pixel_size_m: float,
-                      noise: np.ndarray, p: ObjectParams) -> tuple[np.ndarray, int, np.ndarray]:
+                      noise: np.ndarray, p: ObjectParams) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """Labelled candidate regions and the chi-square change statistic.
 
     The local median of AFTER - BEFORE over ``background_window_m`` is added
@@ -125,7 +124,10 @@ def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarra
     sizes = np.bincount(strong_labels.ravel())
     sizes[0] = 0
     objects = (sizes > 0) & (sizes * pixel_size_m**2 < p.background_exclusion_max_m2)
-    corrected = before + local_median(diff, analysed & ~objects[strong_labels], p.background_window_m / pixel_size_m)
+    diff -= local_median(diff, analysed & ~objects[strong_labels], p.background_window_m / pixel_size_m)
+    stride = max(1, int(analysed.sum()) // 500_000)
+    residual_sigma = np.array([robust_sigma(diff[k][analysed][::stride]) for k in range(nb)])
+    corrected = after - diff
     del diff, strong_labels
     weight = (1.0 / noise**2).astype(np.float32)[:, None, None]
     e_after = np.full(analysed.shape, np.inf, np.float32)
@@ -147,33 +149,10 @@ def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarra
     mask = ndimage.binary_opening(keep[labels], structure=disk(0.5, pixel_size_m))
     mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_m2 / pixel_size_m**2)) - 1)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    return labels, n, stat
+    return labels, n, stat, residual_sigma
 
 
 # --- 2. illumination and spectral explanations ----------------------------------------------------------
-
-
-def plausible_shadow(k: np.ndarray | None, bands: tuple[str, ...]) -> bool:
-    """A shadow ratio is plausible when every band is in (0.01, 0.95) and it does not grow with wavelength."""
-    if k is None or not np.all((k > 0.01) & (k < 0.95)):
-        return False
-    wavelengths = [WAVELENGTH_NM.get(b) for b in bands]
-    if any(w is None for w in wavelengths):
-        return True
-    order = np.argsort(wavelengths)
-    return bool(np.all(np.diff(k[order]) <= 0.05))
-
-
-def mode_of(points: np.ndarray, bandwidth: float = 0.15, iterations: int = 60) -> np.ndarray:
-    """Mean-shift mode of (n, d) points (Gaussian kernel), started at the median."""
-    m = np.median(points, axis=0)
-    for _ in range(iterations):
-        w = np.exp(-0.5 * (np.linalg.norm(points - m, axis=1) / bandwidth) ** 2)
-        new = (points * w[:, None]).sum(0) / max(float(w.sum()), 1e-12)
-        if np.linalg.norm(new - m) < 1e-5:
-            return new
-        m = new
-    return m
 
 
 #: Exponents alpha of the shade spectra tried, k(lambda) ~ lambda ** -alpha: 0 is a grey shadow (all bands
@@ -181,7 +160,7 @@ def mode_of(points: np.ndarray, bandwidth: float = 0.15, iterations: int = 60) -
 SHADE_EXPONENTS = (0.0, 1.0, 2.0, 4.0)
 
 
-def shade_directions(bands: tuple[str, ...], *, depth: float = 0.7) -> list[np.ndarray]:
+def shade_directions(bands: tuple[str, ...], *, depth: float = 0.7) -> np.ndarray:
     """Directions 1 - k of the plausible shadow lines, one per :data:`SHADE_EXPONENTS` value.
 
     ``k`` is the shade/sun ratio spectrum ``(1 - depth) * (lambda / 490 nm) ** -alpha``
@@ -195,200 +174,253 @@ def shade_directions(bands: tuple[str, ...], *, depth: float = 0.7) -> list[np.n
         k = (1 - depth) * (wl / 490.0) ** -alpha
         k = np.minimum(k / max(k.max() / 0.95, 1.0), 0.95)
         out.append(1.0 - k)
-    return out
+    return np.array(out, dtype=np.float32)
 
 
-def line_chi2(y: np.ndarray, x: np.ndarray, noise: np.ndarray, direction: np.ndarray,
-              tau_range: tuple[float, float] = (-0.5, 1.2)) -> np.ndarray:
-    """Chi-square distance of the ratio y / x (bands, n) from the shadow line 1 - tau * direction.
+def illumination_chi2(y: np.ndarray, x: np.ndarray, noise: np.ndarray, directions: np.ndarray,
+                      tau_range: tuple[float, float] = (-0.5, 1.2)) -> np.ndarray:
+    """Smallest chi-square distance of the ratio y / x (or x / y) from a plausible shadow line.
 
-    ``tau`` (how deep the pixel went into shade; negative for facets turning
-    to the sun) is fitted per pixel and clipped to ``tau_range``.
+    Parameters
+    ----------
+    y, x : ndarray (bands, n) float32
+        The tested pixels and their reference.
+    noise : ndarray (bands,)
+    directions : ndarray (lines, bands)
+        Directions ``1 - k`` of the shadow lines (:func:`shade_directions`).
+
+    Returns
+    -------
+    ndarray (n,) float32
+        Over both orders (into and out of shade) and every line, the smallest
+        chi-square of ``1 - ratio`` from ``tau * direction``, ``tau`` (how
+        deep into shade; negative for facets turning to the sun) fitted per
+        pixel and clipped to ``tau_range``.
     """
-    r = y / x
-    dev = 1.0 - r
-    w = x**2 / (noise[:, None] ** 2 * (1.0 + r**2))
-    u = direction[:, None]
-    tau = np.clip((w * dev * u).sum(0) / (w * u * u).sum(0), *tau_range)
-    return (w * (dev - tau * u) ** 2).sum(0)
-
-
-def illumination_chi2(y, x, noise, directions):
-    """Smallest chi-square over the plausible shadow lines, y entering shade from x or x from y."""
+    inv_var = (1.0 / noise.astype(np.float32) ** 2)[:, None]
+    u = np.asarray(directions, dtype=np.float32)  # (lines, bands)
+    u2 = u * u
+    lo, hi = tau_range
     best = None
-    for u in directions:
-        c = np.minimum(line_chi2(y, x, noise, u), line_chi2(x, y, noise, u))
-        best = c if best is None else np.minimum(best, c)
-    return best
+    for num, den in ((y, x), (x, y)):
+        r = num / den
+        dev = 1.0 - r
+        w = den * den * inv_var / (1.0 + r * r)
+        wd = w * dev
+        s_dd = (wd * dev).sum(0)  # chi2 = s_dd - 2 tau s_du + tau^2 s_uu
+        s_du = u @ wd  # (lines, n)
+        s_uu = u2 @ w
+        tau = np.clip(s_du / s_uu, lo, hi)
+        chi = (s_dd - tau * (2.0 * s_du - tau * s_uu)).min(0)
+        best = chi if best is None else np.minimum(best, chi)
+    return np.maximum(best, 0.0)
+
+
+@dataclass(frozen=True)
+class SpectralMap:
+    """A local affine spectral map, smooth over a window: target ~ source @ a + b, coefficients per block."""
+
+    a: np.ndarray  # (block rows, block cols, bands in, bands out)
+    b: np.ndarray  # (block rows, block cols, bands out)
+    block: int
+
+    def predict(self, source: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Predicted target (bands, n) for source values (bands, n) at pixels (rows, cols)."""
+        br = np.minimum(rows // self.block, self.a.shape[0] - 1)
+        bc = np.minimum(cols // self.block, self.a.shape[1] - 1)
+        return (np.einsum("nio,in->on", self.a[br, bc], source) + self.b[br, bc].T).astype(np.float32)
 
 
 def local_spectral_map(source: np.ndarray, target: np.ndarray, valid: np.ndarray, pixel_size_m: float,
-                       window_m: float, ridge: np.ndarray) -> np.ndarray:
-    """``target`` predicted from ``source`` by an affine spectral map fitted in ``window_m`` windows.
+                       window_m: float, ridge: np.ndarray) -> SpectralMap:
+    """Fit ``target`` from ``source`` by an affine spectral map in ``window_m`` windows.
 
-    A guided-filter style least-squares fit on block sums (blocks of a
-    quarter window), smoothed over the window and interpolated back: "what
-    the material at each place became around here" (season, haze, differential
-    gain). ``ridge`` (bands,) regularises the fit with the noise variance.
+    A guided-filter style least-squares fit on block means (blocks of an
+    eighth of the window) box-smoothed over the window: "what the material at
+    each place became around here" (season, haze, differential gain).
+    ``ridge`` (bands,) regularises the fit with the noise variance.
     """
     nb, rows, cols = source.shape
     window_px = window_m / pixel_size_m
     block = max(1, int(window_px // 8))
     nr, nc = -(-rows // block), -(-cols // block)
+    v = valid.astype(np.float32)
 
-    def block_sum(x):
-        pad = np.zeros(x.shape[:-2] + (nr * block, nc * block), np.float64)
-        pad[..., :rows, :cols] = x
-        return pad.reshape(x.shape[:-2] + (nr, block, nc, block)).mean(axis=(-3, -1))
+    def block_mean(x):
+        pad = np.zeros((nr * block, nc * block), np.float32)
+        pad[:rows, :cols] = x
+        return cv2.resize(pad, (nc, nr), interpolation=cv2.INTER_AREA).astype(np.float64)  # exact block means
 
-    v = valid.astype(np.float64)
     size = max(3, int(round(window_px / block)) | 1)
 
     def box(a):
-        return ndimage.uniform_filter(a, size=(1,) * (a.ndim - 2) + (size, size), mode="nearest")
+        return ndimage.uniform_filter(a, size=(size, size) + (1,) * (a.ndim - 2), mode="nearest")
 
-    w = np.maximum(box(block_sum(v)), 1e-6)
-    mx = box(block_sum(source * v)) / w
-    my = box(block_sum(target * v)) / w
-    sxx = np.stack([block_sum(source[i] * source[j] * v) for i in range(nb) for j in range(nb)]).reshape(nb, nb, nr, nc)
-    sxy = np.stack([block_sum(source[i] * target[j] * v) for i in range(nb) for j in range(nb)]).reshape(nb, nb, nr, nc)
-    cxx = box(sxx) / w - mx[:, None] * mx[None, :] + np.eye(nb)[:, :, None, None] * ridge[:, None, None, None]
-    cxy = box(sxy) / w - mx[:, None] * my[None, :]
-    a = np.linalg.solve(np.moveaxis(cxx, (0, 1), (-2, -1)), np.moveaxis(cxy, (0, 1), (-2, -1)))
-    b = my - np.einsum("rcij,irc->jrc", a, mx)
-    a = box(np.moveaxis(a, (-2, -1), (0, 1)))
-    b = box(b)
-
-    def up(q):
-        if block == 1:
-            return q[..., :rows, :cols]
-        return ndimage.zoom(q, (1,) * (q.ndim - 2) + (block, block), order=1, grid_mode=True, mode="nearest")[..., :rows, :cols]
-
-    a = up(a).astype(np.float32)
-    out = up(b).astype(np.float32)
+    w = np.maximum(box(block_mean(v)), 1e-6)
+    sv = [source[i] * v for i in range(nb)]
+    mx = np.stack([box(block_mean(sv[i])) / w for i in range(nb)], axis=-1)  # (nr, nc, nb)
+    my = np.stack([box(block_mean(target[j] * v)) / w for j in range(nb)], axis=-1)
+    cxx = np.empty((nr, nc, nb, nb))
+    cxy = np.empty((nr, nc, nb, nb))
     for i in range(nb):
-        out += a[i] * source[i]
-    return out
+        for j in range(nb):
+            cxx[..., i, j] = box(block_mean(sv[i] * source[j])) / w - mx[..., i] * mx[..., j]
+            cxy[..., i, j] = box(block_mean(sv[i] * target[j])) / w - mx[..., i] * my[..., j]
+    del sv
+    cxx += np.diag(ridge)
+    a = np.linalg.solve(cxx, cxy)  # (nr, nc, in, out)
+    b = my - np.einsum("rci,rcio->rco", mx, a)
+    return SpectralMap(a=box(a).astype(np.float32), b=box(b).astype(np.float32), block=block)
 
 
 @dataclass
 class Explainer:
-    """Both dates, their local predictions and the noise model, for explaining candidate pixels."""
+    """Both dates, their local spectral maps and the noise model, for explaining candidate pixels."""
 
     after: np.ndarray
     before: np.ndarray
-    after_from_before: np.ndarray
-    before_from_after: np.ndarray
+    map_to_after: SpectralMap
+    map_to_before: SpectralMap
     noise: np.ndarray
-    directions: list
+    directions: np.ndarray
     threshold: float
 
-    def unexplained(self, rows: np.ndarray, cols: np.ndarray, shift: tuple[int, int], cache: dict) -> np.ndarray:
-        """Pixels (rows, cols) that no reference explains at ``shift`` +- 1 pixel, in either direction."""
-        worst_a = np.full(rows.shape, np.inf)
-        worst_b = worst_a.copy()
-        for u in (-1, 0, 1):
-            for v in (-1, 0, 1):
-                d = (shift[0] + u, shift[1] + v)
-                if d not in cache:
-                    cache[d] = self.chi2_at(rows, cols, d)
-                ca, cb = cache[d]
-                np.minimum(worst_a, ca, out=worst_a)
-                np.minimum(worst_b, cb, out=worst_b)
-        return np.maximum(worst_a, worst_b) > self.threshold
-
-    def chi2_at(self, rows, cols, d):
+    def explained_after(self, rows: np.ndarray, cols: np.ndarray, d: tuple[int, int]) -> np.ndarray:
+        """AFTER at p explained by BEFORE at p + d (as it is, or through the local map), up to illumination."""
         h, w = self.after.shape[1:]
         rr = np.clip(rows + d[0], 0, h - 1)
         cc = np.clip(cols + d[1], 0, w - 1)
-        rb = np.clip(rows - d[0], 0, h - 1)
-        cb = np.clip(cols - d[1], 0, w - 1)
         a = self.after[:, rows, cols]
+        ref = self.before[:, rr, cc]
+        ok = illumination_chi2(a, ref, self.noise, self.directions) <= self.threshold
+        rest = np.nonzero(~ok)[0]
+        if rest.size:
+            mapped = np.maximum(self.map_to_after.predict(ref[:, rest], rr[rest], cc[rest]), 1e-6)
+            ok[rest] = illumination_chi2(a[:, rest], mapped, self.noise, self.directions) <= self.threshold
+        return ok
+
+    def explained_before(self, rows: np.ndarray, cols: np.ndarray, d: tuple[int, int]) -> np.ndarray:
+        """BEFORE at p explained by AFTER at p - d (as it is, or through the local map), up to illumination."""
+        h, w = self.after.shape[1:]
+        rr = np.clip(rows - d[0], 0, h - 1)
+        cc = np.clip(cols - d[1], 0, w - 1)
         b = self.before[:, rows, cols]
-        chi_a = np.minimum(illumination_chi2(a, self.before[:, rr, cc], self.noise, self.directions),
-                           illumination_chi2(a, self.after_from_before[:, rr, cc], self.noise, self.directions))
-        chi_b = np.minimum(illumination_chi2(self.after[:, rb, cb], b, self.noise, self.directions),
-                           illumination_chi2(self.before_from_after[:, rb, cb], b, self.noise, self.directions))
-        return chi_a, chi_b
+        ref = self.after[:, rr, cc]
+        ok = illumination_chi2(ref, b, self.noise, self.directions) <= self.threshold
+        rest = np.nonzero(~ok)[0]
+        if rest.size:
+            mapped = np.maximum(self.map_to_before.predict(ref[:, rest], rr[rest], cc[rest]), 1e-6)
+            ok[rest] = illumination_chi2(mapped, b[:, rest], self.noise, self.directions) <= self.threshold
+        return ok
+
+    def explained(self, rows: np.ndarray, cols: np.ndarray, shifts) -> tuple[np.ndarray, np.ndarray]:
+        """(AFTER explained, BEFORE explained) at any of ``shifts``; pixels already explained are not retested."""
+        ok_a = np.zeros(rows.shape, bool)
+        ok_b = np.zeros(rows.shape, bool)
+        for d in shifts:
+            todo = np.nonzero(~ok_a)[0]
+            if todo.size:
+                ok_a[todo] = self.explained_after(rows[todo], cols[todo], d)
+            todo = np.nonzero(~ok_b)[0]
+            if todo.size:
+                ok_b[todo] = self.explained_before(rows[todo], cols[todo], d)
+        return ok_a, ok_b
+
+    def unexplained(self, rows: np.ndarray, cols: np.ndarray, shifts) -> np.ndarray:
+        """Pixels that no reference explains at any of ``shifts``, in one direction or the other."""
+        ok_a, ok_b = self.explained(rows, cols, shifts)
+        return ~(ok_a & ok_b)
+
+
+def around(d: tuple[int, int]) -> list[tuple[int, int]]:
+    """The 3 x 3 displacements centred on ``d`` (misregistration tolerance)."""
+    return [(d[0] + u, d[1] + v) for u in (-1, 0, 1) for v in (-1, 0, 1)]
 
 
 # --- 3. lean ----------------------------------------------------------------------------------------------
 
 
-def lean_explained(explainer: Explainer, rows, cols, labels_of_pixels, n: int, unexplained: np.ndarray,
-                   radius_px: int, candidates: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Re-test the unexplained pixels of each region under one displacement per region.
+def lean_explained(explainer: Explainer, rows: np.ndarray, cols: np.ndarray, labels_of_pixels: np.ndarray, n: int,
+                   unexplained: np.ndarray, radius_px: int, candidates: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Re-test the unexplained pixels of each region under one displacement per region (lean).
 
-    The displacement is searched in two passes: all displacements within
-    ``radius_px`` for the 40 regions with most unexplained pixels, which
-    gives the scene's lean direction (all tall objects lean the same way);
-    then, for every region, displacements along that direction only. A
-    displacement is accepted only if it is a real move: where the object was
-    (the displaced pixels) must itself have changed (be in ``candidates``)
-    for at least half of them -- a leaning tree leaves ground where its
-    crown was, a new vehicle next to a parked one does not.
-    Returns the updated unexplained flags and what was found.
+    Tall objects lean by height x tan(off-nadir) away from the sensor, all in
+    the same direction, so between two views a tree or a building is
+    displaced along one line. The line is found on the 40 regions with most
+    unexplained pixels (displacements on a 3-pixel lattice within
+    ``radius_px``, each with a 3 x 3 tolerance); then every region is tried at
+    each displacement along that line (+- 1 pixel) and keeps the one that
+    explains most of it. A displacement farther than the region is deep along
+    it is refused (a leaning object leaves a crescent about as deep as its
+    lean; farther matches are another object, e.g. a parked neighbour), and,
+    when ``candidates`` is given, so is one whose old place did not change.
+
+    Returns
+    -------
+    (ndarray, dict)
+        Updated unexplained flags (one per candidate pixel) and what was found.
     """
     sel = np.nonzero(unexplained)[0]
+    info: dict = {}
     if sel.size == 0 or radius_px < 1:
-        return unexplained, {}
+        return unexplained, info
     r2, c2, l2 = rows[sel], cols[sel], labels_of_pixels[sel]
     counts = np.bincount(l2, minlength=n + 1)
-    disc = [(dy, dx) for dy in range(-radius_px, radius_px + 1, 3) for dx in range(-radius_px, radius_px + 1, 3)
-            if 0 < dy * dy + dx * dx <= (radius_px + 1) ** 2]
     top = np.argsort(counts)[::-1][:40]
     top = top[counts[top] > 0]
     probe = np.isin(l2, top)
-    best_shift = {}
+    lattice = [(dy, dx) for dy in range(-radius_px, radius_px + 1, 3) for dx in range(-radius_px, radius_px + 1, 3)
+               if 0 < dy * dy + dx * dx <= (radius_px + 1) ** 2]
+    best_shift: dict[int, tuple[int, int]] = {}
     if probe.any():
-        cache: dict = {}
         pr, pc, pl = r2[probe], c2[probe], l2[probe]
-        best = counts.astype(float).copy()
-        for d in disc:
-            left = np.bincount(pl[explainer.unexplained(pr, pc, d, cache)], minlength=n + 1)
+        best = counts.astype(float)
+        for d in lattice:
+            left = np.bincount(pl[explainer.unexplained(pr, pc, around(d))], minlength=n + 1)
             better = left < best
             best[better] = left[better]
             for i in np.nonzero(better)[0]:
                 best_shift[int(i)] = d
-    vectors = np.array([best_shift[i] for i in best_shift if best_shift[i] != (0, 0)], dtype=float)
-    info = {}
-    if len(vectors):
-        angles = np.arctan2(vectors[:, 0], vectors[:, 1]) % np.pi  # a line: d and -d alike
-        grid = np.linspace(0, np.pi, 36, endpoint=False)
-        density = np.exp(4 * np.cos(2 * (grid[:, None] - angles[None, :]))).sum(1)
-        angle = float(grid[np.argmax(density)])
-        line = sorted({(int(round(t * np.sin(angle))), int(round(t * np.cos(angle))))
-                       for t in range(-radius_px, radius_px + 1) if t})
-        info["lean_angle_deg"] = round(float(np.degrees(angle)), 1)
-    else:
-        line = []
-    result = unexplained.copy()
-    if not line:
-        return result, info
-    cache = {}
-    best = counts.astype(float).copy()
-    best_flags: dict = {}
+    vectors = np.array(list(best_shift.values()), dtype=float)
+    if not len(vectors):
+        return unexplained, info
+    angles = np.arctan2(vectors[:, 0], vectors[:, 1]) % np.pi  # a line: d and -d alike
+    grid = np.linspace(0, np.pi, 36, endpoint=False)
+    angle = float(grid[np.argmax(np.exp(4 * np.cos(2 * (grid[:, None] - angles[None, :]))).sum(1))])
+    info["lean_angle_deg"] = round(float(np.degrees(angle)), 1)
+    step = np.array([np.sin(angle), np.cos(angle)])
+    perp = (int(round(np.cos(angle))), -int(round(np.sin(angle))))
+    ts = [t for t in range(-radius_px, radius_px + 1) if t]
+    line = [(int(round(t * step[0])), int(round(t * step[1]))) for t in ts]
+    # explained at each line position (with the perpendicular +-1 pixel), then +-1 position along the line
+    per_a, per_b = [], []
     for d in line:
-        flags = explainer.unexplained(r2, c2, d, cache)
+        ok_a, ok_b = explainer.explained(r2, c2, [(d[0] + k * perp[0], d[1] + k * perp[1]) for k in (-1, 0, 1)])
+        per_a.append(ok_a)
+        per_b.append(ok_b)
+    best = counts.astype(float)
+    best_flags: dict[int, tuple[tuple[int, int], np.ndarray]] = {}
+    for j, d in enumerate(line):
+        lo, hi = max(0, j - 1), min(len(line), j + 2)
+        flags = ~(np.any(per_a[lo:hi], axis=0) & np.any(per_b[lo:hi], axis=0))
         left = np.bincount(l2[flags], minlength=n + 1)
         better = left < best
         best[better] = left[better]
         for i in np.nonzero(better)[0]:
             best_flags[int(i)] = (d, flags[l2 == i])
+    del per_a, per_b
     h, w = explainer.after.shape[1:]
     order = np.argsort(labels_of_pixels, kind="stable")
     bounds = np.searchsorted(labels_of_pixels[order], np.arange(n + 2))
-    region_pixels = {i: order[bounds[i]:bounds[i + 1]] for i in best_flags}
+    result = unexplained.copy()
     moved = 0
     for i, (d, flags) in best_flags.items():
-        pix = sel[l2 == i]
-        # a lean by d leaves a crescent about |d| wide along d: a move farther than the region is deep
-        # along d is not this object leaning but another object (a neighbour) matching it
+        whole = order[bounds[i]:bounds[i + 1]]
         norm = float(np.hypot(*d))
-        whole = region_pixels[i]
         depth = float(np.ptp(rows[whole] * d[0] / norm + cols[whole] * d[1] / norm)) + 1.0
         if norm > depth:
             continue
+        pix = sel[l2 == i]
         if candidates is not None:
             rr = np.clip(rows[pix] + d[0], 0, h - 1)
             cc = np.clip(cols[pix] + d[1], 0, w - 1)
@@ -535,6 +567,11 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
                           pixel_size_m: float, params: ObjectParams = ObjectParams()) -> ObjectChanges:
     """Objects that appeared, disappeared or changed between two co-registered, normalised dates.
 
+    Pixels finer than ``params.work_pixel_m`` are block-averaged to about
+    that size first (objects of interest are at least 1.5 m wide, so nothing
+    is lost and the work drops with the square of the factor); labels and
+    statistic are brought back to the input grid.
+
     Parameters
     ----------
     before, after : ndarray (bands, rows, cols)
@@ -550,6 +587,24 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     -------
     ObjectChanges
     """
+    factor = max(1, int(params.work_pixel_m // pixel_size_m + 1e-9))
+    if factor == 1:
+        return detect_at_work_resolution(before, after, analysed, bands, pixel_size_m, params)
+    from imagery.clouds import block_mean, upsample_mask
+
+    small = detect_at_work_resolution(block_mean(before, factor), block_mean(after, factor),
+                                      block_mean(analysed.astype(np.float32), factor) >= 0.75, bands,
+                                      pixel_size_m * factor, params)
+    shape = analysed.shape
+    labels = upsample_mask(small.labels, factor, shape)
+    labels[~analysed] = 0
+    statistic = upsample_mask(small.statistic, factor, shape)
+    return ObjectChanges(labels, small.kinds, statistic, {**small.details, "work_pixel_m": round(pixel_size_m * factor, 3)})
+
+
+def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
+                              pixel_size_m: float, params: ObjectParams = ObjectParams()) -> ObjectChanges:
+    """:func:`detect_object_changes` on a grid of ``pixel_size_m``."""
     p = params
     px = float(pixel_size_m)
     nb = before.shape[0]
@@ -560,28 +615,24 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     A = np.maximum(after, floor)
     B = np.maximum(before, floor)
     noise_c = np.array([max(robust_sigma((A[k] - B[k])[analysed][::7]), p.noise_floor * level[k]) for k in range(nb)])
-    labels, n, stat = candidate_regions(A, B, analysed, px, noise_c, p)
+    labels, n, stat, residual_sigma = candidate_regions(A, B, analysed, px, noise_c, p)
     empty = ObjectChanges(np.zeros(analysed.shape, np.int32), {}, stat, {"candidates": 0})
     if n == 0:
         return empty
 
-    local_ratio = local_median(np.log(A) - np.log(B), analysed, p.background_window_m / px)
-    B_local = B * np.exp(local_ratio)
-    del local_ratio
-    noise = np.array([max(robust_sigma((A[k] - B_local[k])[analysed][::7]), p.noise_floor * level[k] * np.sqrt(2))
-                      for k in range(nb)]) / np.sqrt(2)
-    del B_local
+    # per-date noise: the residual of the background-corrected difference is two dates' noise
+    noise = np.maximum(residual_sigma, p.noise_floor * level * np.sqrt(2)) / np.sqrt(2)
     fit_on = analysed & (labels == 0)
     ridge = (2 * noise) ** 2
     explainer = Explainer(
         after=A, before=B,
-        after_from_before=np.maximum(local_spectral_map(B, A, fit_on, px, p.spectral_map_window_m, ridge), floor),
-        before_from_after=np.maximum(local_spectral_map(A, B, fit_on, px, p.spectral_map_window_m, ridge), floor),
+        map_to_after=local_spectral_map(B, A, fit_on, px, p.spectral_map_window_m, ridge),
+        map_to_before=local_spectral_map(A, B, fit_on, px, p.spectral_map_window_m, ridge),
         noise=noise, directions=shade_directions(bands), threshold=stats.chi2.isf(p.p_material, max(nb - 1, 1)))
 
     rows, cols = np.nonzero(labels)
     region_of = labels[rows, cols]
-    unexplained = explainer.unexplained(rows, cols, (0, 0), {})
+    unexplained = explainer.unexplained(rows, cols, around((0, 0)))
     unexplained, lean = lean_explained(explainer, rows, cols, region_of, n, unexplained, int(round(p.lean_m / px)),
                                        labels > 0 if p.lean_needs_hole else None)
     material = np.zeros(analysed.shape, bool)

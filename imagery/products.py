@@ -28,6 +28,8 @@ from imagery.objects import ChangeObject
 PRODUCT_FILES = ("changes.geojson", "change_mask.tif", "change_score.tif", "before.tif", "after.tif", "summary.json", "report.png")
 
 SCORE_NODATA = -1.0
+#: Lossless compression of product COGs (ZSTD needs GDAL >= 2.3, which every current QGIS/GDAL has).
+COMPRESSION, COMPRESSION_LEVEL = "ZSTD", 1
 MASK_NOT_ANALYSED = 255
 
 
@@ -69,7 +71,7 @@ def write_cog(
             if tags:
                 mem.update_tags(**{k: str(v) for k, v in tags.items()})
         with memfile.open() as src:
-            rio_copy(src, str(path), driver="COG", compress="DEFLATE", level=6, predictor=predictor,
+            rio_copy(src, str(path), driver="COG", compress=COMPRESSION, level=COMPRESSION_LEVEL, predictor=predictor,
                      blocksize=256, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
                      num_threads="ALL_CPUS", bigtiff="IF_SAFER")
 

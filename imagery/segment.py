@@ -75,10 +75,16 @@ def extract_objects(
 ) -> tuple[list[ChangeObject], np.ndarray]:
     """Change objects and the uint8 change mask (0/1/2/3, not-analysed left to the caller).
 
-    The change type of each component compares its contrast with its
-    surroundings in each date: an object that stands out only after it
-    appeared, only before it disappeared, in both (or neither) it changed.
+    When the change method found the objects itself (``result.objects``),
+    they are measured and classified as they are. Otherwise the changed
+    pixels are cleaned and labelled, and the change type of each component
+    compares its contrast with its surroundings in each date: an object that
+    stands out only after it appeared, only before it disappeared, in both
+    (or neither) it changed.
     """
+    if result.objects is not None:
+        labels, types = result.objects
+        return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
     min_area = max(rules.vehicle_area_m2[0] * 0.5, 2 * pixel_size_m**2)
     cleaned = clean_mask(result.changed & analysed, pixel_size_m=pixel_size_m, min_area_m2=min_area)
     labels, n = ndimage.label(cleaned, structure=np.ones((3, 3), bool))
