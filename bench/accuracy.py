@@ -34,7 +34,6 @@ from imagery.scenes import inspect_scene  # noqa: E402
 console = Console(width=200)
 OSCD = ROOT.parent / "shared" / "data" / "oscd"
 PRESETS = ("default", "nuisance_only", "webmercator", "lonlat", "rgb8", "south", "coarse3m", "sentinel10m")
-HIGH_RES = ("default", "nuisance_only", "webmercator", "lonlat", "rgb8", "south", "clean")
 
 
 def run_pair(folder: Path, method: str):
@@ -48,7 +47,7 @@ def run_pair(folder: Path, method: str):
 
 def score_pair(folder: Path, result, *, coarse: bool) -> dict:
     grid = result.grid
-    truth_fc = json.loads((folder / "truth.json").exists() and (folder / "truth.geojson").read_text())
+    truth_fc = json.loads((folder / "truth.geojson").read_text())
     truth_grid = truth_mask_on_grid(folder / "truth_mask.tif", grid)
     objects = score_objects(truth_fc, result.objects, grid, truth_grid, many_to_one=coarse)
     vehicles = score_objects(truth_fc, result.objects, grid, truth_grid, classes={"vehicle"}, many_to_one=coarse)
@@ -75,28 +74,37 @@ def alt_scenarios(seeds):
             yield f"alt:{name}:{seed}", (lambda n=name, s=seed: (altsynth.make_pair(n, seed=s), altsynth.write_pair)), name
 
 
+def is_coarse(kind: str) -> bool:
+    """Scenarios whose pixels (>= 3 m) do not resolve single vehicles: scored many-to-one, vehicles not counted."""
+    return kind in ("coarse3m", "sentinel10m") or "coarse" in kind
+
+
+def new_totals() -> dict:
+    return {"all": ObjectScore(), "veh": ObjectScore(), "fp": 0, "km2": 0.0, "pix": [0, 0, 0], "n": 0}
+
+
 def bench_synthetic(methods, presets, seeds, workdir: Path, *, include_alt: bool):
+    """Score every scenario; totals per method and scenario family (the preset name without the seed)."""
     rows = []
-    totals = {m: {"all": ObjectScore(), "veh": ObjectScore(), "veh_nuis": ObjectScore(), "fp_nuisance": [0, 0.0], "pix": [0, 0, 0]} for m in methods}
+    totals: dict[str, dict[str, dict]] = {m: {} for m in methods}
     scenarios = list(synthetic_scenarios(presets, seeds)) + (list(alt_scenarios(seeds)) if include_alt else [])
     for label, make, kind in scenarios:
         folder = workdir / label.replace(":", "_")
         pair, writer = make()
         writer(pair, folder)
-        coarse = kind in ("coarse3m", "sentinel10m") or "coarse" in kind
+        coarse = is_coarse(kind)
+        family = label.rsplit(":", 1)[0]
         for method in methods:
             result, seconds = run_pair(folder, method)
             s = score_pair(folder, result, coarse=coarse)
-            t = totals[method]
+            t = totals[method].setdefault(family, new_totals())
             t["all"] += s["objects"]
             t["pix"] = [a + b for a, b in zip(t["pix"], s["pixels"])]
+            t["fp"] += s["objects"].fp
+            t["km2"] += s["area_km2"]
+            t["n"] += 1
             if not coarse:
                 t["veh"] += s["vehicles"]
-                if kind not in ("clean",):
-                    t["veh_nuis"] += s["vehicles"]
-            if "nuisance" in kind:
-                t["fp_nuisance"][0] += s["objects"].fp
-                t["fp_nuisance"][1] += s["area_km2"]
             rows.append((label, method, s, seconds))
             o, v = s["objects"], s["vehicles"]
             console.print(f"{label:28s} {method:8s} obj P {o.precision:.2f} R {o.recall:.2f} F1 {o.f1:.2f} "
@@ -105,6 +113,46 @@ def bench_synthetic(methods, presets, seeds, workdir: Path, *, include_alt: bool
                           f"fp/km² {o.fp / max(s['area_km2'], 1e-9):.1f}  pixF1 {f1(*s['pixels']):.2f}  {seconds:.1f}s",
                           highlight=False)
     return rows, totals
+
+
+def pooled(families: dict[str, dict], keep) -> dict:
+    """Sum the totals of the families for which keep(family) is true."""
+    out = new_totals()
+    for family, t in families.items():
+        if keep(family):
+            out["all"] += t["all"]
+            out["veh"] += t["veh"]
+            out["fp"] += t["fp"]
+            out["km2"] += t["km2"]
+            out["pix"] = [a + b for a, b in zip(out["pix"], t["pix"])]
+            out["n"] += t["n"]
+    return out
+
+
+def print_synthetic_tables(totals: dict) -> None:
+    table = Table(title="Synthetic scenarios by family (seeds pooled)")
+    for col in ("family", "method", "runs", "objects P", "R", "F1", "vehicle P", "R", "F1", "false obj/km²", "pixel F1"):
+        table.add_column(col, justify="right")
+    for method, families in totals.items():
+        for family, t in families.items():
+            v = t["veh"]
+            coarse = is_coarse(family.split(":")[1])
+            table.add_row(family, method, str(t["n"]), f"{t['all'].precision:.2f}", f"{t['all'].recall:.2f}", f"{t['all'].f1:.2f}",
+                          *(("-", "-", "-") if coarse else (f"{v.precision:.2f}", f"{v.recall:.2f}", f"{v.f1:.2f}")),
+                          f"{t['fp'] / t['km2']:.1f}" if t["km2"] else "-", f"{f1(*t['pix']):.2f}")
+    console.print(table)
+    summary = Table(title="Pooled: vehicles in high-resolution scenes with nuisances; false objects in nuisance-only scenes")
+    for col in ("method", "vehicle P", "R", "F1", "false obj/km² (nuisance-only)", "coarse objects F1 (many-to-one)", "pixel F1 (all)"):
+        summary.add_column(col, justify="right")
+    for method, families in totals.items():
+        kind = lambda f: f.split(":")[1]  # noqa: E731
+        veh = pooled(families, lambda f: not is_coarse(kind(f)) and "clean" not in kind(f))["veh"]
+        nuis = pooled(families, lambda f: "nuisance" in kind(f))
+        coarse = pooled(families, lambda f: is_coarse(kind(f)))["all"]
+        everything = pooled(families, lambda f: True)
+        summary.add_row(method, f"{veh.precision:.3f}", f"{veh.recall:.3f}", f"{veh.f1:.3f}",
+                        f"{nuis['fp'] / nuis['km2']:.2f}" if nuis["km2"] else "-", f"{coarse.f1:.3f}", f"{f1(*everything['pix']):.3f}")
+    console.print(summary)
 
 
 def bench_oscd(methods, oscd: Path):
@@ -146,15 +194,7 @@ def main(argv=None):
         if not args.no_synth:
             rows, totals = bench_synthetic(methods, [p for p in args.presets.split(",") if p], seeds, Path(tmp),
                                            include_alt=not args.no_alt)
-            table = Table(title="Synthetic scenarios (all seeds pooled)")
-            for col in ("method", "objects P", "R", "F1", "vehicle F1 (nuisances)", "vehicle P/R", "false obj/km² (nuisance-only)", "pixel F1"):
-                table.add_column(col, justify="right")
-            for m, t in totals.items():
-                fpk = t["fp_nuisance"][0] / t["fp_nuisance"][1] if t["fp_nuisance"][1] else float("nan")
-                vn = t["veh_nuis"]
-                table.add_row(m, f"{t['all'].precision:.3f}", f"{t['all'].recall:.3f}", f"{t['all'].f1:.3f}", f"{vn.f1:.3f}",
-                              f"{vn.precision:.2f}/{vn.recall:.2f}", f"{fpk:.2f}", f"{f1(*t['pix']):.3f}")
-            console.print(table)
+            print_synthetic_tables(totals)
     if not args.no_oscd and args.oscd.exists():
         cities, scores = bench_oscd(methods, args.oscd)
         table = Table(title="OSCD Sentinel-2 pairs: pixel scores (urban change labels)")
