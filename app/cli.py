@@ -39,7 +39,7 @@ def detect(
     after: Path = typer.Argument(..., help="Newer scene (GeoTIFF/COG)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Product folder to create."),
     aoi: Optional[Path] = typer.Option(None, "--aoi", help="Area of interest GeoJSON (lon/lat). Default: the scenes' overlap."),
-    method: str = typer.Option("default", "--method", "-m", help="Change method: default, irmad, cva or diff."),
+    method: str = typer.Option("default", "--method", "-m", help="Change method: default (auto), auto, objects, hacd, irmad, cva or diff."),
     before_bands: Optional[str] = typer.Option(None, help="Band roles of BEFORE in file order, e.g. blue,green,red,nir."),
     after_bands: Optional[str] = typer.Option(None, help="Band roles of AFTER in file order."),
     before_date: Optional[str] = typer.Option(None, help="Acquisition date of BEFORE (ISO 8601) if not tagged."),
