@@ -123,6 +123,8 @@ def print_summary(analysis, out_dir: Path) -> None:
         f"method {s['method']}",
         highlight=False,
     )
+    for caveat in s["caveats"]:
+        out.print(f"[yellow]note:[/yellow] {caveat}", highlight=False)
     out.print(f"products: {out_dir}", highlight=False)
 
 

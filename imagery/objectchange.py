@@ -503,7 +503,7 @@ def presence(image: np.ndarray, region: np.ndarray, ring: np.ndarray, noise: np.
     dev = around - mu[:, None]
     scale = 1.4826 * np.median(np.abs(dev), axis=1)
     if around.shape[1] > around.shape[0] + 2:
-        cov = np.cov(dev)
+        cov = np.atleast_2d(np.cov(dev))  # one band: np.cov gives a 0-d array
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-12))
         corr = cov / np.outer(sd, sd)
     else:

@@ -111,10 +111,47 @@ class Analysis:
             "change_details": jsonable(self.change.details),
             "params": self.params.to_dict(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "caveats": caveats(
+                bands=tuple(self.before.bands), dtypes=tuple(self.sources.get(d, {}).get("dtype", "") for d in ("before", "after")),
+                pixel_size_m=px_m, not_analysed_fraction=1 - float(self.analysed.sum()) / max(1, self.aoi_pixels()),
+                shift_blocks=(self.shift.blocks_used, self.shift.blocks_total), dates=(self.before.acquired, self.after.acquired)),
         }
 
     def aoi_pixels(self) -> int:
         return int(self.sources.get("aoi_pixels", self.analysed.size))
+
+
+def caveats(*, bands: tuple[str, ...], dtypes: tuple[str, ...], pixel_size_m: float, not_analysed_fraction: float,
+            shift_blocks: tuple[int, int], dates: tuple) -> list[str]:
+    """What an analyst must know before quoting this analysis's counts, from facts about its inputs.
+
+    ``pixel_size_m`` is the analysis grid's ground pixel size (metres);
+    ``not_analysed_fraction`` the share of the AOI left out (0-1); ``shift_blocks`` the co-registration
+    blocks that agreed and those measured ((0, 0) when co-registration was not run).
+    """
+    out = []
+    if len(bands) == 1:
+        out.append("single band: shade cannot be told from a darker material, so whatever a shadow could explain is "
+                   "not reported; expect few objects (use multispectral imagery where possible)")
+    elif "uint8" in dtypes:
+        out.append("8-bit display product: dark vehicles are often indistinguishable from moved shadows and go "
+                   "unreported; treat counts as a lower bound")
+    if pixel_size_m > 5.0:
+        out.append(f"{pixel_size_m:.1f} m pixels: only construction-scale change (vehicles and tents are not resolved)")
+    elif pixel_size_m > 1.5:
+        out.append(f"{pixel_size_m:.1f} m pixels do not resolve single vehicles: vehicle-sized change is reported "
+                   "as vehicle_group areas, without counts")
+    if not_analysed_fraction > 0.1:
+        out.append(f"{100 * not_analysed_fraction:.0f} % of the area was not analysed (cloud, cloud shadow, nodata): "
+                   "counts cover the analysed part only")
+    used, measured = shift_blocks
+    if measured and not used:
+        out.append(f"no co-registration shift found (the {measured} blocks measured disagree): the scenes are "
+                   "compared as georeferenced, and changes along edges may be misregistration")
+    for name, date in zip(("before", "after"), dates):
+        if date is None:
+            out.append(f"{name} acquisition date unknown")
+    return out
 
 
 def iso(date) -> str | None:
@@ -316,8 +353,10 @@ def analyze(
     after_out = Raster(prep.after_norm, prep.after.valid, grid, bands, prep.after.acquired, prep.after.meta)
     sources = {
         "before": {"file": Path(before_info.path).name, "date": iso(before_info.acquired), "bands": list(before_info.bands),
+                   "dtype": before_info.dtype,
                    "pixel_size_m": round(before_info.pixel_size_m, 4), "crs": str(before_info.grid.crs)},
         "after": {"file": Path(after_info.path).name, "date": iso(after_info.acquired), "bands": list(after_info.bands),
+                   "dtype": after_info.dtype,
                   "pixel_size_m": round(after_info.pixel_size_m, 4), "crs": str(after_info.grid.crs)},
         "aoi_pixels": int(prep.inside.sum()),
         "not_analysed": hidden.fractions(prep.inside) if hidden is not None else {},

@@ -8,6 +8,7 @@ scale bar, a north arrow and a source line.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -195,6 +196,7 @@ def render_report(analysis, path: Path, *, title: str | None = None, attribution
     ]
     if len(objects) > len(labelled):
         lines.append(f"({len(objects) - len(labelled)} smaller objects outlined but not numbered)")
+    lines += [textwrap.fill(f"Note: {caveat}", 95, subsequent_indent="      ") for caveat in summary.get("caveats", [])]
     iax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace", transform=iax.transAxes)
 
     src = summary["sources"]

@@ -247,6 +247,9 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         assert int(count_text) == len(features) == analysis["summary"]["counts"]["total"]
         assert page.text_content("#before-date") == analysis["summary"]["before_date"]
         assert page.text_content("#after-date") == analysis["summary"]["after_date"]
+        shown = page.eval_on_selector_all("#caveats li", "items => items.map(li => li.textContent)")
+        assert analysis["summary"]["caveats"], "the test scene should carry a caveat (clouds) for the list to be tested"
+        assert shown == analysis["summary"]["caveats"]
         assert page.locator("#counts tbody tr").count() == 5
         assert page.locator("#object-list .object").count() == len(features)
         report = page.get_attribute("#report-link", "href")

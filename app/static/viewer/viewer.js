@@ -267,6 +267,9 @@
     if (s.grid && s.grid.crs && s.grid.crs.length < 20) meta.push(s.grid.crs);
     if (s.shift && s.shift.east_m != null) meta.push("co-registration shift " + fmtSigned(s.shift.east_m) + " m E, " + fmtSigned(s.shift.north_m) + " m N");
     $("meta").textContent = meta.join(" · ");
+    var caveats = $("caveats");
+    caveats.textContent = "";
+    (s.caveats || []).forEach(function (text) { caveats.appendChild(el("li", null, text)); });
 
     $("report-link").href = withToken("report.png");
     $("geojson-link").href = withToken("changes.geojson");
