@@ -67,6 +67,7 @@ class ObjectParams:
     p_absent: float = 0.01
     z_contrast_ratio: float = 0.0  # also "absent": contrast at most this fraction of the other date's (0 = off)
     min_changed_m2: float = 100.0  # only structures are reported as "changed"
+    min_region_share: float = 0.15  # objects must cover this share of their changed region (else residues)
     vehicle_m2: float = 24.5  # 7 x 3.5 m, for splitting touching vehicles
     work_pixel_m: float = 1.0  # finer pixels are block-averaged to about this size
 
@@ -551,6 +552,34 @@ def compact(region: np.ndarray, pixel_size_m: float) -> bool:
     return solidity >= 0.7 and aspect <= 4.0
 
 
+def drop_residues(objects: np.ndarray, kinds: dict, candidates: np.ndarray, min_share: float) -> tuple[np.ndarray, dict, int]:
+    """Drop objects that are small residues of a changed region that was otherwise explained.
+
+    Something that arrives or leaves changes its own footprint, its shadow
+    and a misregistration halo: a few times its area. When all the objects
+    found in a candidate region cover less than ``min_share`` of it, the
+    region is a moved shadow, a roof whose facets swapped light and shade or
+    a leaning building, and what is left of it is the explanation's error.
+    Objects are renumbered 1..n.
+    """
+    if not kinds:
+        return objects, kinds, 0
+    region_area = np.bincount(candidates.ravel())
+    covered = np.bincount(candidates[objects > 0], minlength=region_area.size)
+    share = covered / np.maximum(region_area, 1)
+    parent = ndimage.labeled_comprehension(candidates, objects, np.arange(1, max(kinds) + 1),
+                                           lambda v: np.bincount(v).argmax(), np.int64, 0)
+    keep = np.zeros(max(kinds) + 1, bool)
+    new_kinds: dict[int, str] = {}
+    renumber = np.zeros(max(kinds) + 1, np.int32)
+    for i in sorted(kinds):
+        if share[parent[i - 1]] >= min_share:
+            keep[i] = True
+            renumber[i] = len(new_kinds) + 1
+            new_kinds[len(new_kinds) + 1] = kinds[i]
+    return renumber[objects], new_kinds, len(kinds) - len(new_kinds)
+
+
 def ring_around(region: np.ndarray, excluded: np.ndarray, valid: np.ndarray, gap: int, width: int) -> np.ndarray:
     near = ndimage.binary_dilation(region, iterations=gap)
     far = ndimage.binary_dilation(region, iterations=gap + width)
@@ -675,6 +704,8 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
         new_id = len(kinds) + 1
         out_labels[r0:r1, c0:c1][region] = new_id
         kinds[new_id] = kind
+    out_labels, kinds, residues = drop_residues(out_labels, kinds, labels, p.min_region_share)
     details = {"candidates": int(n), "candidate_pixels": int(rows.size), "unexplained_pixels": int(unexplained.sum()),
+               "residues_dropped": residues,
                "objects": len(kinds), **lean}
     return ObjectChanges(out_labels, kinds, stat, details)
