@@ -28,6 +28,8 @@ rates or robust scales of the scene itself):
    spectrum stands out from the ring around it (Mahalanobis distance >= 8
    robust sigmas) and absent when it does not (chi-square, p = 0.01):
    appeared, disappeared, or changed (present in both, structure-sized).
+6. :func:`drop_residues` -- objects covering under 15 % of their changed
+   region are what an explanation left of a moved shadow or a roof, not things.
 """
 
 from __future__ import annotations
@@ -568,13 +570,12 @@ def drop_residues(objects: np.ndarray, kinds: dict, candidates: np.ndarray, min_
     covered = np.bincount(candidates[objects > 0], minlength=region_area.size)
     share = covered / np.maximum(region_area, 1)
     parent = ndimage.labeled_comprehension(candidates, objects, np.arange(1, max(kinds) + 1),
-                                           lambda v: np.bincount(v).argmax(), np.int64, 0)
-    keep = np.zeros(max(kinds) + 1, bool)
+                                           lambda v: np.bincount(v[v > 0]).argmax() if (v > 0).any() else 0, np.int64, 0)
+    share[0] = 1.0  # an object outside every candidate region is not a residue of one
     new_kinds: dict[int, str] = {}
     renumber = np.zeros(max(kinds) + 1, np.int32)
     for i in sorted(kinds):
         if share[parent[i - 1]] >= min_share:
-            keep[i] = True
             renumber[i] = len(new_kinds) + 1
             new_kinds[len(new_kinds) + 1] = kinds[i]
     return renumber[objects], new_kinds, len(kinds) - len(new_kinds)

@@ -23,22 +23,3 @@ def test_each_fact_gives_its_caveat():
     assert caveats(**{**GOOD, "shift_blocks": (0, 0)}) == []  # co-registration switched off: nothing to say
     assert caveats(**{**GOOD, "dates": (None, DATES[1])}) == ["before acquisition date unknown"]
 
-
-def test_presence_works_on_a_single_band():
-    """The presence test must not fail on panchromatic data (np.cov of one band is 0-d)."""
-    import numpy as np
-
-    from imagery.objectchange import presence
-
-    rng = np.random.default_rng(0)
-    image = rng.normal(100.0, 2.0, (1, 40, 40)).astype(np.float32)
-    region = np.zeros((40, 40), bool)
-    region[15:25, 15:25] = True
-    ring = np.zeros((40, 40), bool)
-    ring[5:35, 5:35] = True
-    ring[12:28, 12:28] = False
-    absent = presence(image, region, ring, np.array([2.0]))
-    image[0][region] += 40.0
-    present = presence(image, region, ring, np.array([2.0]))
-    assert np.isfinite(absent) and absent < 9.0
-    assert present > 100.0
