@@ -1,6 +1,6 @@
 """Accuracy benchmark: object- and pixel-level scores on synthetic scenarios and on real Sentinel-2 pairs.
 
-    python bench/accuracy.py [--seeds 3] [--methods default,diff] [--presets ...] [--oscd PATH] [--quick]
+    python bench/accuracy.py [--seeds 3] [--methods default,diff] [--presets ...] [--oscd PATH] [--no-synth] [--no-oscd] [--no-alt]
 
 For every synthetic scenario (imagery.synth presets x seeds, plus the
 independent generator in bench/altsynth.py when present) it prints object

@@ -347,7 +347,7 @@ def hacd_method(inputs: ChangeInputs) -> ChangeResult:
     """Anomalous change: a joint Gaussian of both dates' context features; Bayes rule with a 1 % change prior.
 
     Scene-wide changes (season, sun, haze, gain) live in the fitted joint
-    covariance and do not score. At coarse pixels (> 2 m) pixels vegetated at
+    covariance and do not score. At coarse pixels (> 5 m) pixels vegetated at
     both dates are never called change.
     """
     llr = hacd_llr(inputs.before, inputs.after, inputs.analysed, inputs.sample)
@@ -394,8 +394,10 @@ def objects_method(inputs: ChangeInputs) -> ChangeResult:
 
 
 def auto_method(inputs: ChangeInputs) -> ChangeResult:
-    """Objects at pixels of up to 1.5 m (vehicles resolved), anomalous change (HACD) above."""
-    chosen = "objects" if inputs.pixel_size_m <= OBJECT_MAX_PX_M else "hacd"
+    """Objects at pixels of up to 1.5 m (vehicles resolved) with at least two bands; anomalous change (HACD)
+    otherwise: with one band a shadow cannot be told from a darker material, so the object stage would
+    explain everything away."""
+    chosen = "objects" if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.shape[0] >= 2 else "hacd"
     result = METHODS[chosen](inputs)
     result.details["resolved_method"] = chosen
     return result

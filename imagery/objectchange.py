@@ -43,9 +43,8 @@ from skimage import morphology
 
 from imagery.background import local_median, robust_sigma
 
-#: Approximate centre wavelength (nm) per band role, to check that shade is bluer.
+#: Approximate centre wavelength (nm) per band role, for the spectra of the shade lines.
 WAVELENGTH_NM = {"blue": 490, "green": 560, "red": 665, "nir": 842, "pan": 600}
-
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class ObjectChanges:
     statistic : ndarray (rows, cols) float32
         Candidate chi-square statistic (bands dof), for the change score.
     details : dict
-        Shadow ratios, lean direction, counts.
+        Candidate and unexplained pixel counts, lean direction, objects, residues dropped, work pixel size.
     """
 
     labels: np.ndarray
@@ -198,14 +197,15 @@ def illumination_chi2(y: np.ndarray, x: np.ndarray, noise: np.ndarray, direction
         Over both orders (into and out of shade) and every line, the smallest
         chi-square of ``1 - ratio`` from ``tau * direction``, ``tau`` (how
         deep into shade; negative for facets turning to the sun) fitted per
-        pixel and clipped to ``tau_range``. The upper bound 1.4 lets a grey
-        shade reach about 3 % of the sunlit level (deep shadows under a low
-        sun in clear air); a line is 0.7 deep at ``tau`` = 1.
+        pixel and clipped to ``tau_range``, and on each line to where its
+        deepest band reaches 3 % of the sunlit level (deep shadows under a
+        low sun in clear air); a line is 0.7 deep at ``tau`` = 1.
     """
     inv_var = (1.0 / noise.astype(np.float32) ** 2)[:, None]
     u = np.asarray(directions, dtype=np.float32)  # (lines, bands)
     u2 = u * u
     lo, hi = tau_range
+    hi_per_line = np.minimum(hi, 0.97 / np.maximum(u.max(axis=1), 1e-6))[:, None]  # no band below 3 % of sunlit
     best = None
     for num, den in ((y, x), (x, y)):
         r = num / den
@@ -215,7 +215,7 @@ def illumination_chi2(y: np.ndarray, x: np.ndarray, noise: np.ndarray, direction
         s_dd = (wd * dev).sum(0)  # chi2 = s_dd - 2 tau s_du + tau^2 s_uu
         s_du = u @ wd  # (lines, n)
         s_uu = u2 @ w
-        tau = np.clip(s_du / s_uu, lo, hi)
+        tau = np.clip(s_du / s_uu, lo, hi_per_line)
         chi = (s_dd - tau * (2.0 * s_du - tau * s_uu)).min(0)
         best = chi if best is None else np.minimum(best, chi)
     return np.maximum(best, 0.0)
@@ -441,11 +441,16 @@ def lean_explained(explainer: Explainer, rows: np.ndarray, cols: np.ndarray, lab
 
 
 def object_cores(material: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p: ObjectParams) -> np.ndarray:
-    """Majority filter and opening by a disk of ``core_radius_m``; touching vehicles split."""
-    kernel = disk(p.core_radius_m, pixel_size_m).astype(np.float32)
-    kernel /= kernel.sum()
-    core = ndimage.convolve(material.astype(np.float32), kernel, mode="constant") >= 0.5
-    core = ndimage.binary_opening(core, structure=disk(p.core_radius_m, pixel_size_m)) & analysed
+    """Majority filter and opening by a square no wider than the narrowest object of interest
+    (``2 * core_radius_m``, whole pixels, rounded down so a 1.5 m object survives at any pixel size);
+    touching vehicles split."""
+    side = max(1, int(np.floor(2 * p.core_radius_m / pixel_size_m + 1e-6)))
+    if side == 1:
+        core = material & analysed
+    else:
+        square = np.ones((side, side), bool)
+        core = ndimage.uniform_filter(material.astype(np.float32), size=side, mode="constant") >= 0.5
+        core = ndimage.binary_opening(core, structure=square) & analysed
     return split_touching(core, pixel_size_m, p)
 
 
@@ -619,7 +624,7 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     -------
     ObjectChanges
     """
-    factor = max(1, int(params.work_pixel_m // pixel_size_m + 1e-9))
+    factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
     if factor == 1:
         return detect_at_work_resolution(before, after, analysed, bands, pixel_size_m, params)
     from imagery.clouds import block_mean, upsample_mask
@@ -640,6 +645,8 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
     p = params
     px = float(pixel_size_m)
     nb = before.shape[0]
+    if int(analysed.sum()) < 64:  # nothing (or only slivers) to analyse at this pixel size
+        return ObjectChanges(np.zeros(analysed.shape, np.int32), {}, np.zeros(analysed.shape, np.float32), {"candidates": 0})
     both = np.concatenate([after[:, analysed], before[:, analysed]], axis=1)
     level = np.median(both, axis=1)
     floor = np.maximum(0.01 * level, 1e-6).astype(np.float32)[:, None, None]  # keeps ratios finite, not a clip

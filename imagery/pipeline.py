@@ -131,12 +131,12 @@ def caveats(*, bands: tuple[str, ...], dtypes: tuple[str, ...], pixel_size_m: fl
     """
     out = []
     if len(bands) == 1:
-        out.append("single band: shade cannot be told from a darker material, so whatever a shadow could explain is "
-                   "not reported; expect few objects (use multispectral imagery where possible)")
+        out.append("single band: shade cannot be told from a darker material, so moved shadows may be reported as "
+                   "change and dark vehicles missed (use multispectral imagery where possible)")
     elif "uint8" in dtypes:
         out.append("8-bit display product: dark vehicles are often indistinguishable from moved shadows and go "
                    "unreported; treat counts as a lower bound")
-    if pixel_size_m > 5.0:
+    if pixel_size_m > 10.0:
         out.append(f"{pixel_size_m:.1f} m pixels: only construction-scale change (vehicles and tents are not resolved)")
     elif pixel_size_m > 1.5:
         out.append(f"{pixel_size_m:.1f} m pixels do not resolve single vehicles: vehicle-sized change is reported "
