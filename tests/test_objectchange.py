@@ -38,3 +38,19 @@ def test_residues_of_an_explained_region_are_dropped():
     assert dropped == 1
     assert kinds == {1: "appeared", 2: "disappeared"}
     assert (labels[3:10, 3:9] == 1).all() and (labels[30:34, 30:35] == 0).all() and (labels[55:58, 55:58] == 2).all()
+
+
+def test_an_object_belongs_to_the_region_holding_most_of_it():
+    """An object straddling a region's edge is judged by that region's share, not by the pixels outside."""
+    import numpy as np
+
+    from imagery.objectchange import drop_residues
+
+    candidates = np.zeros((40, 40), np.int32)
+    candidates[5:15, 5:15] = 1  # 100 px
+    objects = np.zeros_like(candidates)
+    objects[8:12, 10:20] = 1  # 40 px, 20 of them inside region 1 (20 % of it), 20 outside every region
+    kept, kinds, dropped = drop_residues(objects, {1: "appeared"}, candidates, 0.15)
+    assert dropped == 0 and kinds == {1: "appeared"}
+    kept, kinds, dropped = drop_residues(objects, {1: "appeared"}, candidates, 0.25)
+    assert dropped == 1 and kinds == {} and not kept.any()
