@@ -148,22 +148,68 @@ def cloud_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], vali
 
 
 def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                      pixel_size_m: float) -> np.ndarray:
-    """Cloud shadows in ``date``: large irregular regions far darker (log visible brightness) than ``other``.
+                      pixel_size_m: float, colour: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Cloud shadows in ``date``: large irregular regions far darker (log visible brightness) than ``other``
+    and darkened in the colour of shade (:func:`skylit`).
 
     Only called for a date with clouds. The same size and outline rules as
     :func:`cloud_mask`; cast shadows of buildings and trees are smaller and
-    regular, and are handled by the change detector.
+    regular, and are handled by the change detector. ``colour`` is the pair
+    (date, other) as recorded (before radiometric normalisation, whose
+    offsets would bend band ratios) for the skylight test; default the pair
+    itself.
     """
     vis = visible(bands)
     both = np.concatenate([date[vis][:, valid], other[vis][:, valid]], axis=1)
     floor = max(float(np.percentile(both, 0.5)), 1e-6)
     dl = np.log(np.maximum(date[vis].mean(axis=0), floor)) - np.log(np.maximum(other[vis].mean(axis=0), floor))
     z = robust_z(dl, valid)
-    cand = valid & (z < -Z_CORE) & (dl < np.log(0.7))
+    sky = skylit(*(colour or (date, other)), bands, valid)
+    cand = valid & sky & (z < -Z_CORE) & (dl < np.log(0.7))
     radius = max(1, int(round(1.0 / pixel_size_m)))
     cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
-    return cores_to_regions(cand, valid & (z < -3.0), valid, pixel_size_m, near_m=0.0)
+    return cores_to_regions(cand, valid & sky & (z < -3.0), valid, pixel_size_m, near_m=0.0)
+
+
+#: Slack (natural log of the band ratio) of the skylight test, blue against red and NIR against red: noise,
+#: and in NIR the light that canopies scatter into their own shade.
+SKYLIGHT_TOLERANCE = {"blue": 0.1, "nir": 0.3}
+
+
+def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray) -> np.ndarray:
+    """Pixels whose darkening has the colour of shade: lit by skylight only, which is bluer than sunlight.
+
+    The shade/sun ratio falls with wavelength (Rayleigh scattering), so in a
+    cloud shadow blue darkens least and near-infrared at least as much as
+    red. On ``log(date / other)`` per band, less its median over ``valid``
+    (the scene-wide gain of each band): blue >= red and NIR <= red, up to
+    :data:`SKYLIGHT_TOLERANCE`. A motor pool filling with dark vehicles
+    darkens in another colour (paint and canopy reflect NIR) and is left to
+    the change detector. Bands that are missing make no test.
+    """
+    out = np.ones(date.shape[1:], bool)
+    if "red" not in bands or not valid.any():
+        return out
+
+    def ratio(band: str) -> np.ndarray:
+        k = bands.index(band)
+        floor = max(float(np.percentile(np.concatenate([date[k][valid], other[k][valid]]), 0.5)), 1e-6)
+        r = np.log(np.maximum(date[k], floor)) - np.log(np.maximum(other[k], floor))
+        return r - float(np.median(r[valid]))
+
+    red = ratio("red")
+    if "blue" in bands:
+        out &= ratio("blue") >= red - SKYLIGHT_TOLERANCE["blue"]
+    if "nir" in bands:
+        out &= ratio("nir") <= red + SKYLIGHT_TOLERANCE["nir"]
+    return out
+    ratio = lambda b: np.log(np.maximum(date[bands.index(b)], floor)) - np.log(np.maximum(other[bands.index(b)], floor))  # noqa: E731
+    red = ratio("red")
+    if "blue" in bands:
+        out &= ratio("blue") >= red - SKYLIGHT_TOLERANCE["blue"]
+    if "nir" in bands:
+        out &= ratio("nir") <= red + SKYLIGHT_TOLERANCE["nir"]
+    return out
 
 
 def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float) -> np.ndarray:
@@ -206,7 +252,7 @@ def upsample_mask(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.n
 
 
 def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                 pixel_size_m: float) -> NotAnalysed:
+                 pixel_size_m: float, raw_after: np.ndarray | None = None) -> NotAnalysed:
     """Clouds and cloud shadows in either date, plus scene-scale coherent changes.
 
     Runs on block means of at most :data:`WORK_PIXEL_M` pixels (clouds are
@@ -221,26 +267,31 @@ def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], 
         Valid in both dates and inside the AOI.
     pixel_size_m : float
         Analysis pixel size.
+    raw_after : ndarray (bands, rows, cols), optional
+        AFTER as recorded (co-registered, not normalised), for the colour of shadows.
     """
     factor = max(1, int(WORK_PIXEL_M // pixel_size_m))
     if factor == 1:
-        return detect_not_analysed(before, after, bands, valid, pixel_size_m)
+        return detect_not_analysed(before, after, bands, valid, pixel_size_m, raw_after)
     small = detect_not_analysed(block_mean(before, factor), block_mean(after, factor), bands,
-                                block_mean(valid.astype(np.float32), factor) > 0.5, pixel_size_m * factor)
+                                block_mean(valid.astype(np.float32), factor) > 0.5, pixel_size_m * factor,
+                                None if raw_after is None else block_mean(raw_after, factor))
     up = lambda m: upsample_mask(m, factor, valid.shape) & valid  # noqa: E731
     return NotAnalysed(cloud=up(small.cloud), cloud_shadow=up(small.cloud_shadow), coherent=up(small.coherent))
 
 
 def detect_not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                        pixel_size_m: float) -> NotAnalysed:
+                        pixel_size_m: float, raw_after: np.ndarray | None = None) -> NotAnalysed:
     """:func:`not_analysed` at the given pixel size."""
     cloud_after = cloud_mask(after, before, bands, valid, pixel_size_m)
     cloud_before = cloud_mask(before, after, bands, valid, pixel_size_m)
     cloud = cloud_after | cloud_before
     clear = valid & ~cloud
     shadow = np.zeros(valid.shape, bool)
-    for date, other, clouds_in_date in ((after, before, cloud_after), (before, after, cloud_before)):
+    raw = after if raw_after is None else raw_after
+    for date, other, colour, clouds_in_date in ((after, before, (raw, before), cloud_after),
+                                                (before, after, (before, raw), cloud_before)):
         if clouds_in_date.any():
-            shadow |= cloud_shadow_mask(date, other, bands, clear, pixel_size_m)
+            shadow |= cloud_shadow_mask(date, other, bands, clear, pixel_size_m, colour)
     coherent = coherent_change_mask(before, after, valid & ~cloud & ~shadow, pixel_size_m)
     return NotAnalysed(cloud=cloud, cloud_shadow=shadow, coherent=coherent)

@@ -329,7 +329,7 @@ def analyze(
     hidden = None
     analysed = prep.valid.copy()
     if params.mask_clouds:
-        hidden = not_analysed(before.data, prep.after_norm, bands, prep.valid, prep.pixel_size_m)
+        hidden = not_analysed(before.data, prep.after_norm, bands, prep.valid, prep.pixel_size_m, raw_after=prep.after.data)
         analysed &= ~hidden.any
     watch.lap("clouds")
     sample = prep.sample[analysed.ravel()[prep.sample]]
