@@ -96,7 +96,7 @@ def min_rect_dims(geometry: BaseGeometry) -> tuple[float, float, float]:
 
 
 def classify(area_m2: float, length_m: float, width_m: float, solidity: float, pixel_size_m: float,
-             rules: SizeRules = SizeRules()) -> str:
+             rules: SizeRules = SizeRules(), outline_px_m: float | None = None) -> str:
     """Class from size and shape in metres.
 
     Parameters
@@ -108,12 +108,17 @@ def classify(area_m2: float, length_m: float, width_m: float, solidity: float, p
     pixel_size_m : float
         Ground pixel size: above ``rules.vehicle_resolvable_px_m`` single
         vehicles are not resolved and vehicle-sized change is a group.
+    outline_px_m : float, optional
+        Pixel size the outline was drawn at (default ``pixel_size_m``). A
+        pixelated outline is up to one such pixel longer and wider than the
+        object, so the vehicle's upper length and width bounds allow it.
     """
     resolvable = pixel_size_m <= rules.vehicle_resolvable_px_m
+    slack = pixel_size_m if outline_px_m is None else outline_px_m
     if resolvable:
         if (rules.vehicle_area_m2[0] <= area_m2 <= rules.vehicle_area_m2[1]
-                and rules.vehicle_length_m[0] <= length_m <= rules.vehicle_length_m[1]
-                and rules.vehicle_width_m[0] <= width_m <= rules.vehicle_width_m[1]
+                and rules.vehicle_length_m[0] <= length_m <= rules.vehicle_length_m[1] + slack
+                and rules.vehicle_width_m[0] <= width_m <= rules.vehicle_width_m[1] + slack
                 and length_m / max(width_m, 1e-6) >= 1.4):
             return "vehicle"
         if (rules.tent_area_m2[0] <= area_m2 <= rules.tent_area_m2[1]
@@ -159,6 +164,7 @@ def objects_from_labels(
     brightness_after: np.ndarray,
     pixel_size_m: float,
     rules: SizeRules = SizeRules(),
+    outline_px_m: float | None = None,
 ) -> list[ChangeObject]:
     """Measure and classify each labelled component.
 
@@ -172,6 +178,8 @@ def objects_from_labels(
         Per-pixel values averaged inside each object.
     pixel_size_m : float
         Square pixel size of ``grid``, metres.
+    outline_px_m : float, optional
+        Pixel size the labels were delineated at (coarser when a method works on block means).
 
     Returns
     -------
@@ -194,7 +202,7 @@ def objects_from_labels(
         area = n * px_area
         hull = geom.convex_hull.area
         solidity = float(geom.area / hull) if hull > 0 else 0.0
-        cls = classify(area, length, width, solidity, pixel_size_m, rules)
+        cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m)
         out.append(ChangeObject(
             id=0,
             change=change_types.get(label, "changed"),

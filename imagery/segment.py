@@ -110,7 +110,8 @@ def finish_objects(labels: np.ndarray, types: dict, result: ChangeResult, before
                    grid: Grid, pixel_size_m: float, rules: SizeRules) -> tuple[list[ChangeObject], np.ndarray]:
     """Measure and classify labelled objects; the uint8 change mask they make."""
     objects = objects_from_labels(labels, types, grid=grid, score=result.score, brightness_before=before.mean(axis=0),
-                                  brightness_after=after.mean(axis=0), pixel_size_m=pixel_size_m, rules=rules)
+                                  brightness_after=after.mean(axis=0), pixel_size_m=pixel_size_m, rules=rules,
+                                  outline_px_m=max(pixel_size_m, float(result.details.get("work_pixel_m", pixel_size_m))))
     lut = np.zeros(int(labels.max()) + 1, dtype=np.uint8)
     for label, kind in types.items():
         lut[label] = MASK_VALUES[kind]
