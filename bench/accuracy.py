@@ -141,8 +141,10 @@ def print_synthetic_tables(totals: dict) -> None:
                           *(("-", "-", "-") if coarse else (f"{v.precision:.2f}", f"{v.recall:.2f}", f"{v.f1:.2f}")),
                           f"{t['fp'] / t['km2']:.1f}" if t["km2"] else "-", f"{f1(*t['pix']):.2f}")
     console.print(table)
-    summary = Table(title="Pooled: vehicles in high-resolution scenes with nuisances; false objects in nuisance-only scenes")
-    for col in ("method", "vehicle P", "R", "F1", "false obj/km² (nuisance-only)", "coarse objects F1 (many-to-one)", "pixel F1 (all)"):
+    summary = Table(title="Pooled: vehicles in high-resolution scenes with nuisances (classed vehicle / right change type: "
+                          "shares of the found truth vehicles); false objects in nuisance-only scenes")
+    for col in ("method", "vehicle P", "R", "F1", "classed vehicle", "right change type", "false obj/km² (nuisance-only)",
+                "coarse objects F1 (many-to-one)", "pixel F1 (all)"):
         summary.add_column(col, justify="right")
     for method, families in totals.items():
         kind = lambda f: f.split(":")[1]  # noqa: E731
@@ -151,6 +153,7 @@ def print_synthetic_tables(totals: dict) -> None:
         coarse = pooled(families, lambda f: is_coarse(kind(f)))["all"]
         everything = pooled(families, lambda f: True)
         summary.add_row(method, f"{veh.precision:.3f}", f"{veh.recall:.3f}", f"{veh.f1:.3f}",
+                        f"{veh.class_accuracy:.2f}", f"{veh.typed_tp / veh.tp if veh.tp else 1.0:.2f}",
                         f"{nuis['fp'] / nuis['km2']:.2f}" if nuis["km2"] else "-", f"{coarse.f1:.3f}", f"{f1(*everything['pix']):.3f}")
     console.print(summary)
 

@@ -21,7 +21,8 @@ class ObjectScore:
     tp: int = 0
     fp: int = 0
     fn: int = 0
-    typed_tp: int = 0
+    typed_tp: int = 0  # matches whose change type (appeared/disappeared/changed) is right
+    classed_tp: int = 0  # matches whose class (vehicle, tent, ...) is right
     details: dict = field(default_factory=dict)
 
     @property
@@ -42,7 +43,13 @@ class ObjectScore:
         self.fp += other.fp
         self.fn += other.fn
         self.typed_tp += other.typed_tp
+        self.classed_tp += other.classed_tp
         return self
+
+    @property
+    def class_accuracy(self) -> float:
+        """Share of matched truth objects whose detection carries the right class."""
+        return self.classed_tp / self.tp if self.tp else 1.0
 
 
 def f1(tp: int, fp: int, fn: int) -> float:
@@ -130,7 +137,8 @@ def score_objects(truth_fc: dict, objects, grid, truth_mask_grid: np.ndarray, *,
     else:
         fp = len(dets) - len(matched_d)
     typed = sum(1 for i, j in pairs if truth[i][1]["change"] == dets[j][1].change)
-    return ObjectScore(tp=len(matched_t), fp=fp, fn=len(truth) - len(matched_t), typed_tp=typed,
+    classed = sum(1 for i, j in pairs if truth[i][1]["class"] == dets[j][1].cls)
+    return ObjectScore(tp=len(matched_t), fp=fp, fn=len(truth) - len(matched_t), typed_tp=typed, classed_tp=classed,
                        details={"truth": len(truth), "detections": len(dets)})
 
 
