@@ -36,6 +36,8 @@ class SizeRules:
     vehicle_area_m2: tuple[float, float] = (7.0, 45.0)
     tent_area_m2: tuple[float, float] = (15.0, 220.0)
     tent_min_width_m: float = 3.8
+    #: Narrowest object of interest (a small vehicle seen end-on is wider).
+    min_width_m: float = 1.5
     structure_min_area_m2: float = 150.0
     group_max_area_m2: float = 5000.0
     #: Pixel size above which single vehicles are not resolved (report groups).
@@ -69,6 +71,7 @@ class ChangeObject:
     id: int
     change: str
     cls: str
+    label: int  # the component in the label image it was measured from
     geometry: BaseGeometry
     area_m2: float
     length_m: float
@@ -165,6 +168,7 @@ def objects_from_labels(
     pixel_size_m: float,
     rules: SizeRules = SizeRules(),
     outline_px_m: float | None = None,
+    min_width_m: float = 0.0,
 ) -> list[ChangeObject]:
     """Measure and classify each labelled component.
 
@@ -180,11 +184,13 @@ def objects_from_labels(
         Square pixel size of ``grid``, metres.
     outline_px_m : float, optional
         Pixel size the labels were delineated at (coarser when a method works on block means).
+    min_width_m : float
+        Components narrower than this (minimum rotated rectangle) are left out: slivers.
 
     Returns
     -------
     list of ChangeObject
-        Sorted by descending area, ids from 1.
+        Sorted by descending area, ids from 1; ``label`` says which component each is.
     """
     slices = ndimage.find_objects(labels)
     px_area = pixel_size_m**2
@@ -199,12 +205,15 @@ def objects_from_labels(
         if geom.is_empty:
             continue
         length, width, azimuth = min_rect_dims(geom)
+        if width < min_width_m:
+            continue
         area = n * px_area
         hull = geom.convex_hull.area
         solidity = float(geom.area / hull) if hull > 0 else 0.0
         cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m)
         out.append(ChangeObject(
             id=0,
+            label=label,
             change=change_types.get(label, "changed"),
             cls=cls,
             geometry=geom,

@@ -108,11 +108,19 @@ def extract_objects(
 
 def finish_objects(labels: np.ndarray, types: dict, result: ChangeResult, before: np.ndarray, after: np.ndarray, *,
                    grid: Grid, pixel_size_m: float, rules: SizeRules) -> tuple[list[ChangeObject], np.ndarray]:
-    """Measure and classify labelled objects; the uint8 change mask they make."""
+    """Measure and classify labelled objects; the uint8 change mask they make.
+
+    Components narrower than the narrowest object of interest plus one
+    outline pixel (``rules.min_width_m``) are slivers along edges that moved,
+    not objects, when the pixels resolve objects (<= 1.5 m); they are left
+    out of both.
+    """
+    outline_px = max(pixel_size_m, float(result.details.get("work_pixel_m", pixel_size_m)))
+    min_width = rules.min_width_m + outline_px if pixel_size_m <= rules.vehicle_resolvable_px_m else 0.0
     objects = objects_from_labels(labels, types, grid=grid, score=result.score, brightness_before=before.mean(axis=0),
                                   brightness_after=after.mean(axis=0), pixel_size_m=pixel_size_m, rules=rules,
-                                  outline_px_m=max(pixel_size_m, float(result.details.get("work_pixel_m", pixel_size_m))))
+                                  outline_px_m=outline_px, min_width_m=min_width)
     lut = np.zeros(int(labels.max()) + 1, dtype=np.uint8)
-    for label, kind in types.items():
-        lut[label] = MASK_VALUES[kind]
+    for obj in objects:
+        lut[obj.label] = MASK_VALUES[obj.change]
     return objects, lut[labels]
