@@ -203,13 +203,6 @@ def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: n
     if "nir" in bands:
         out &= ratio("nir") <= red + SKYLIGHT_TOLERANCE["nir"]
     return out
-    ratio = lambda b: np.log(np.maximum(date[bands.index(b)], floor)) - np.log(np.maximum(other[bands.index(b)], floor))  # noqa: E731
-    red = ratio("red")
-    if "blue" in bands:
-        out &= ratio("blue") >= red - SKYLIGHT_TOLERANCE["blue"]
-    if "nir" in bands:
-        out &= ratio("nir") <= red + SKYLIGHT_TOLERANCE["nir"]
-    return out
 
 
 def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float) -> np.ndarray:
