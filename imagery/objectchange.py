@@ -292,30 +292,28 @@ class Explainer:
 
     def explained_after(self, rows: np.ndarray, cols: np.ndarray, d: tuple[int, int]) -> np.ndarray:
         """AFTER at p explained by BEFORE at p + d (as it is, or through the local map), up to illumination."""
-        h, w = self.after.shape[1:]
-        rr = np.clip(rows + d[0], 0, h - 1)
-        cc = np.clip(cols + d[1], 0, w - 1)
-        a = self.after[:, rows, cols]
-        ref = self.before[:, rr, cc]
-        ok = illumination_chi2(a, ref, self.noise, self.directions) <= self.threshold
-        rest = np.nonzero(~ok)[0]
-        if rest.size:
-            mapped = np.maximum(self.map_to_after.predict(ref[:, rest], rr[rest], cc[rest]), 1e-6)
-            ok[rest] = illumination_chi2(a[:, rest], mapped, self.noise, self.directions) <= self.threshold
-        return ok
+        return self._explained(self.after, self.before, self.map_to_after, rows, cols, d)
 
     def explained_before(self, rows: np.ndarray, cols: np.ndarray, d: tuple[int, int]) -> np.ndarray:
         """BEFORE at p explained by AFTER at p - d (as it is, or through the local map), up to illumination."""
-        h, w = self.after.shape[1:]
-        rr = np.clip(rows - d[0], 0, h - 1)
-        cc = np.clip(cols - d[1], 0, w - 1)
-        b = self.before[:, rows, cols]
-        ref = self.after[:, rr, cc]
-        ok = illumination_chi2(ref, b, self.noise, self.directions) <= self.threshold
+        return self._explained(self.before, self.after, self.map_to_before, rows, cols, (-d[0], -d[1]))
+
+    def _explained(self, tested: np.ndarray, reference: np.ndarray, mapping: SpectralMap, rows: np.ndarray,
+                   cols: np.ndarray, d: tuple[int, int]) -> np.ndarray:
+        """``tested`` at p explained by ``reference`` at p + d, raw or through ``mapping`` (reference -> tested).
+
+        :func:`illumination_chi2` tries both orders of the ratio, so which date is tested does not change it.
+        """
+        h, w = tested.shape[1:]
+        rr = np.clip(rows + d[0], 0, h - 1)
+        cc = np.clip(cols + d[1], 0, w - 1)
+        value = tested[:, rows, cols]
+        ref = reference[:, rr, cc]
+        ok = illumination_chi2(value, ref, self.noise, self.directions) <= self.threshold
         rest = np.nonzero(~ok)[0]
         if rest.size:
-            mapped = np.maximum(self.map_to_before.predict(ref[:, rest], rr[rest], cc[rest]), 1e-6)
-            ok[rest] = illumination_chi2(mapped, b[:, rest], self.noise, self.directions) <= self.threshold
+            mapped = np.maximum(mapping.predict(ref[:, rest], rr[rest], cc[rest]), 1e-6)
+            ok[rest] = illumination_chi2(value[:, rest], mapped, self.noise, self.directions) <= self.threshold
         return ok
 
     def explained(self, rows: np.ndarray, cols: np.ndarray, shifts) -> tuple[np.ndarray, np.ndarray]:
