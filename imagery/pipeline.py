@@ -91,6 +91,7 @@ class Analysis:
         px_m = nominal_pixel_size_m(self.grid)
         px_area = px_m**2
         changed_px = int(np.isin(self.mask, (1, 2, 3)).sum())
+        not_analysed = 1 - float(self.analysed.sum()) / max(1, self.aoi_pixels())
         return {
             "software": {"name": "basewatch", "version": __version__},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -100,7 +101,7 @@ class Analysis:
             "counts": counts_by(self.objects),
             "changed_area_m2": round(changed_px * px_area, 1),
             "analysed_area_m2": round(float(self.analysed.sum()) * px_area, 1),
-            "not_analysed_fraction": round(1 - float(self.analysed.sum()) / max(1, self.aoi_pixels()), 4),
+            "not_analysed_fraction": round(not_analysed, 4),
             "not_analysed_by_cause": self.sources.get("not_analysed", {}),
             "grid": self.grid.to_dict(),
             "bands": list(self.before.bands),
@@ -113,7 +114,7 @@ class Analysis:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "caveats": caveats(
                 bands=tuple(self.before.bands), dtypes=tuple(self.sources.get(d, {}).get("dtype", "") for d in ("before", "after")),
-                pixel_size_m=px_m, not_analysed_fraction=1 - float(self.analysed.sum()) / max(1, self.aoi_pixels()),
+                pixel_size_m=px_m, not_analysed_fraction=not_analysed,
                 shift_blocks=(self.shift.blocks_used, self.shift.blocks_total), dates=(self.before.acquired, self.after.acquired)),
         }
 
