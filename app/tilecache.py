@@ -22,7 +22,7 @@ from pathlib import Path
 from app.settings import Settings
 
 #: Bump when rendering changes, so ETags and disk caches of older renderings are not reused.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 @dataclass(frozen=True)

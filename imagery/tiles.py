@@ -67,7 +67,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
 __all__ = [
-    "LAYERS", "TileOutOfRange", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM",
+    "LAYERS", "TileOutOfRange", "TileTooCostly", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM", "MAX_READ_PIXELS",
     "tilejson", "wmts_capabilities", "empty_tile",
 ]
 
@@ -85,6 +85,9 @@ OVERZOOM_OVERSAMPLING = 2.0
 
 #: The AOI spans at least this many pixels at ``minzoom``.
 MIN_AOI_PIXELS = 8
+
+#: Per-read budget: source pixels (at the overview GDAL reads) one layer of one tile may warp.
+MAX_READ_PIXELS = 4_000_000
 
 #: An object gets a label when its larger side is at least this many pixels on the tile.
 LABEL_MIN_PIXELS = 24
@@ -128,7 +131,12 @@ TMS = _web_mercator_to(MAX_ZOOM)
 
 
 class TileOutOfRange(ValueError):
-    """The z/x/y is not a tile of WebMercatorQuad (negative, x or y >= 2**z, or z > 30)."""
+    """The z/x/y is not a tile of WebMercatorQuad (negative, x or y >= 2**z, or z > 30), or its zoom is
+    below the product's ``minzoom``."""
+
+
+class TileTooCostly(TileOutOfRange):
+    """Rendering the tile would read more than the pixel budget (a product without overviews, seen from far)."""
 
 
 @dataclass(frozen=True)
@@ -360,6 +368,9 @@ class TileRenderer:
         the AOI's own scores (read once from the overview), the 75th
         percentile (at least 0.5) to the 99.5th, so that the layer highlights
         the most changed quarter whatever the change method's score scale.
+    max_read_pixels : int
+        Budget of one layer read: source pixels warped, at the overview GDAL
+        reads (:data:`MAX_READ_PIXELS`); a tile over it raises :class:`TileTooCostly`.
 
     Notes
     -----
@@ -370,8 +381,9 @@ class TileRenderer:
     """
 
     def __init__(self, product_dir, *, gamma: float = 1.2, percentiles: tuple[float, float] = (2.0, 98.0),
-                 score_range: tuple[float, float] | None = None):
+                 score_range: tuple[float, float] | None = None, max_read_pixels: int = MAX_READ_PIXELS):
         self.product_dir = Path(product_dir)
+        self.max_read_pixels = max_read_pixels
         missing = [f for f in (*_FILES.values(), "changes.geojson") if not (self.product_dir / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{self.product_dir}: missing {', '.join(missing)}")
@@ -396,6 +408,7 @@ class TileRenderer:
         self._bounds_lonlat = tuple(float(v) for v in before.get_geographic_bounds("EPSG:4326"))
         merc, _, _ = calculate_default_transform(ds.crs, "EPSG:3857", ds.width, ds.height, *ds.bounds)
         self._merc_res = float(max(abs(merc.a), abs(merc.e)))
+        self._overviews = {layer: (1, *r.dataset.overviews(1)) for layer, r in readers.items()}
 
         self._bands = {}
         for name in ("before", "after"):
@@ -574,7 +587,8 @@ class TileRenderer:
         ------
         TileOutOfRange
             z/x/y is not a tile of the matrix (negative, ``x`` or ``y`` >= 2**z,
-            or z > 30); an HTTP layer should answer 404.
+            or z > 30), z is below ``info().minzoom``, or the tile would exceed
+            the read budget (:class:`TileTooCostly`); an HTTP layer should answer 404.
         ValueError
             Unknown layer or bad tile size.
         """
@@ -582,6 +596,8 @@ class TileRenderer:
             raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
         tile = _check_tile(z, x, y)
         tilesize = _check_tilesize(tilesize)
+        if tile.z < self._info.minzoom:
+            raise TileOutOfRange(f"zoom {tile.z} is below this product's minzoom {self._info.minzoom} (see its TileJSON)")
         if layer == "changes":
             return self._render_changes(tile, tilesize)
         if not self.tile_exists(tile.z, tile.x, tile.y):
@@ -611,13 +627,50 @@ class TileRenderer:
 
     # -- layers --------------------------------------------------------------------------------
 
-    def _read(self, layer: str, tile: morecantile.Tile, tilesize: int, **kw):
-        """rio-tiler tile read, or None when the tile misses the raster."""
+    def _read(self, layer: str, tile: morecantile.Tile, size: int, *, buffer: int = 0, **kw) -> np.ma.MaskedArray | None:
+        """The tile at ``size`` px plus ``buffer`` px on each side, (bands, n, n) masked; None off the raster.
+
+        Only the part of the tile the product covers is read, snapped to the tile's pixel grid and
+        pasted into a masked canvas: rio-tiler warps a tile's whole extent at the data's resolution,
+        which for a tile far larger than the product is billions of pixels. Raises
+        :class:`TileTooCostly` when even that part exceeds :attr:`max_read_pixels`.
+        """
+        left, bottom, right, top = TMS.xy_bounds(tile)
+        px = (right - left) / size
+        n = size + 2 * buffer
+        x0, y0 = left - buffer * px, top + buffer * px  # the canvas's upper-left corner
+        w, s, e, nb = self._bounds_3857
+        c0, c1 = max(0, math.floor((w - x0) / px)), min(n, math.ceil((e - x0) / px))
+        r0, r1 = max(0, math.floor((y0 - nb) / px)), min(n, math.ceil((y0 - s) / px))
+        if c0 >= c1 or r0 >= r1:
+            return None
+        self._check_budget(layer, (c1 - c0) * (r1 - r0), px)
         with self._readers() as readers:
             try:
-                return readers[layer].tile(tile.x, tile.y, tile.z, tilesize=tilesize, **kw)
+                if (c0, r0, c1, r1) == (0, 0, n, n):  # the product covers the canvas
+                    extra = {"buffer": buffer} if buffer else {}
+                    return readers[layer].tile(tile.x, tile.y, tile.z, tilesize=size, **extra, **kw).array
+                bounds = (x0 + c0 * px, y0 - r1 * px, x0 + c1 * px, y0 - r0 * px)
+                part = readers[layer].part(bounds, dst_crs=TMS.rasterio_crs, bounds_crs=TMS.rasterio_crs,
+                                           width=c1 - c0, height=r1 - r0, **kw).array
             except TileOutsideBounds:
                 return None
+        canvas = np.ma.MaskedArray(np.zeros((part.shape[0], n, n), part.dtype), mask=True)
+        canvas[:, r0:r1, c0:c1] = part
+        return canvas
+
+    def _check_budget(self, layer: str, out_pixels: int, px: float) -> None:
+        """Refuse a read whose warp would touch more than :attr:`max_read_pixels` source pixels.
+
+        GDAL reads a decimated warp from the largest overview not coarser than the output, so the
+        warp covers ``out_pixels * (decimation / overview factor) ** 2`` pixels.
+        """
+        ratio = px / self._merc_res  # data pixels per output pixel, per side
+        factor = max(f for f in self._overviews[layer] if f <= max(ratio, 1))
+        cost = out_pixels * max(1.0, ratio / factor) ** 2
+        if cost > self.max_read_pixels:
+            raise TileTooCostly(f"this tile would read {cost:,.0f} pixels of {layer} (budget {self.max_read_pixels:,}); "
+                                "zoom in")
 
     def _read_size(self, z: int, tilesize: int) -> int:
         """Pixels across to read a tile with: ``tilesize``, or fewer when the tile is much finer than the data.
@@ -638,13 +691,13 @@ class TileRenderer:
         (arrays ``n + 2`` across). Invalid pixels (mask, nodata, NaN) hold ``fill``. None off the raster.
         """
         n = self._read_size(tile.z, tilesize)
-        extra = {"buffer": 1} if n < tilesize else {}
         # bilinear both when decimating (overview reads) and when warping
-        img = self._read(layer, tile, n, indexes=indexes, resampling_method="bilinear", reproject_method="bilinear", **extra)
-        if img is None:
+        arr = self._read(layer, tile, n, buffer=1 if n < tilesize else 0, indexes=indexes,
+                         resampling_method="bilinear", reproject_method="bilinear")
+        if arr is None:
             return None
-        data = img.array.data
-        valid = ~np.ma.getmaskarray(img.array).any(axis=0)
+        data = arr.data
+        valid = ~np.ma.getmaskarray(arr).any(axis=0)
         finite = np.isfinite(data)
         if not finite.all():
             valid &= finite.all(axis=0)
@@ -706,11 +759,11 @@ class TileRenderer:
         if self.tile_exists(tile.z, tile.x, tile.y):
             # nodata=254 (never written) instead of the file's 255, so that "not analysed" (255) stays a value
             # and only pixels outside the raster are masked. Nearest: classes must not be blended.
-            img = self._read("changes", tile, tilesize, indexes=1, nodata=254,
+            arr = self._read("changes", tile, tilesize, indexes=1, nodata=254,
                              resampling_method="nearest", reproject_method="nearest")
-            if img is not None:
-                v = img.array.data[0].astype(np.uint8)
-                v[np.ma.getmaskarray(img.array)[0]] = 0
+            if arr is not None:
+                v = arr.data[0].astype(np.uint8)
+                v[np.ma.getmaskarray(arr)[0]] = 0
                 if v.any():
                     hatch = _hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
                     rgba = np.where(hatch[..., None], self._mask_lut_on[v], self._mask_lut_off[v])

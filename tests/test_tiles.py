@@ -16,7 +16,7 @@ from rasterio.warp import transform, transform_bounds, transform_geom
 from rasterio.shutil import copy as gdal_copy
 from shapely.geometry import box, mapping
 
-from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, tilejson, wmts_capabilities
+from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, TileTooCostly, tilejson, wmts_capabilities
 
 CRS = "EPSG:32635"
 RES = 0.5
@@ -329,3 +329,45 @@ def test_close_while_rendering(product):
     assert all(res is None or res.startswith(b"\x89PNG") for res in results)
     with pytest.raises(RuntimeError):
         r.render("before", *jobs[0][1:])
+
+
+def test_zooms_below_minzoom_are_out_of_range(renderer):
+    info = renderer.info()
+    for z in (0, 1, info.minzoom - 1):
+        t = TMS.tile(*info.center[:2], z)
+        for layer in LAYERS:
+            with pytest.raises(TileOutOfRange, match="minzoom"):
+                renderer.render(layer, z, t.x, t.y)
+
+
+def test_far_tiles_warp_only_the_part_the_product_covers(product, monkeypatch):
+    """A tile much larger than the product reads the product's extent, not the tile's at full resolution."""
+    import rio_tiler.reader
+
+    sizes = []
+
+    class Spy(rio_tiler.reader.WarpedVRT):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            sizes.append(self.width * self.height)
+
+    monkeypatch.setattr(rio_tiler.reader, "WarpedVRT", Spy)
+    with TileRenderer(product) as r:
+        info = r.info()
+        for z in range(info.minzoom, info.minzoom + 3):
+            t = TMS.tile(*info.center[:2], z)
+            for layer in LAYERS:
+                r.render(layer, z, t.x, t.y)
+        product_px = (r._bounds_3857[2] - r._bounds_3857[0]) * (r._bounds_3857[3] - r._bounds_3857[1]) / r._merc_res ** 2
+    assert sizes and max(sizes) <= 2 * product_px  # the whole tile at minzoom would be ~250 x the product
+
+
+def test_read_budget(product):
+    """Past the per-read pixel budget a tile is refused, not read (here: no overviews, seen from far)."""
+    with TileRenderer(product, max_read_pixels=10_000) as r:
+        info = r.info()
+        t = TMS.tile(*info.center[:2], info.minzoom)
+        with pytest.raises(TileTooCostly, match="budget"):
+            r.render("before", t.z, t.x, t.y)
+        t = TMS.tile(*_obj_centre(), info.maxzoom + 2)  # overzoomed: a small read
+        assert _decode(r.render("before", t.z, t.x, t.y))[..., 3].any()
