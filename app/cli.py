@@ -140,7 +140,7 @@ def main() -> None:
 
 # --- service commands ----------------------------------------------------------------------
 
-keys_app = typer.Typer(help="API keys (auth is on as soon as one key exists).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (auth is on once a key has been created, even after it is revoked).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
@@ -164,9 +164,13 @@ def keys_create(
 
     if role not in ("analyst", "viewer"):
         fail("role must be analyst or viewer", 2)
-    sessions = open_store(Settings())
+    from app.auth import keys_changed
+
+    settings = Settings()
+    sessions = open_store(settings)
     with sessions() as session:
         row, key = store.create_key(session, name=name, team=team, role=role)
+    keys_changed(settings)
     console.print(f"created key {row.prefix}… for {name} (team {team}, role {role})", highlight=False)
     print(key)
 
@@ -187,13 +191,17 @@ def keys_list():
 
 @keys_app.command("revoke")
 def keys_revoke(key: str = typer.Argument(..., help="Key id or prefix.")):
-    """Revoke a key."""
+    """Revoke a key: refused by running servers from their next request; auth stays on."""
     from app import store
     from app.settings import Settings
 
-    sessions = open_store(Settings())
+    from app.auth import keys_changed
+
+    settings = Settings()
+    sessions = open_store(settings)
     with sessions() as session:
         n = store.revoke_key(session, key)
+    keys_changed(settings)
     if not n:
         fail(f"no active key {key!r}")
     console.print(f"revoked {n} key(s)")
@@ -233,10 +241,10 @@ def serve(
     settings = Settings(**overrides)
     sessions = open_store(settings)
     with sessions() as session:
-        secured = store.any_active_key(session)
+        secured = settings.auth == "on" or (settings.auth == "auto" and store.any_key(session))
     if not secured and not settings.binds_loopback_only():
-        fail(f"no API key exists, so the service would be open: it only binds to loopback (not {settings.host}). "
-             "Create a key with `basewatch keys create` first, or bind 127.0.0.1.")
+        fail(f"no API key exists (or BASEWATCH_AUTH=off), so the service would be open: it only binds to loopback "
+             f"(not {settings.host}). Create a key with `basewatch keys create` first, or bind 127.0.0.1.")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if demo:
         from app.demo import ensure_demo

@@ -13,10 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and foreign keys so worker processes can write alongside the API."""
+def make_engine(url: str, *, pool_size: int = 5, pool_timeout: float = 30.0) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and foreign keys so worker processes can write alongside the API.
+
+    ``pool_size`` connections at most (no overflow): the API sizes it to its threads, so a request never
+    waits for a connection another thread holds; waiting longer than ``pool_timeout`` raises.
+    """
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout, "pool_pre_ping": True}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -28,7 +33,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, **pool)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Annotated, Iterator
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app import store
-from app.errors import Forbidden, Unauthorized
-from app.settings import Settings
+from app.errors import Forbidden, TooManyRequests, Unauthorized
+from app.settings import Settings, is_loopback
 
 #: Team that owns everything while the service runs open (no key exists yet).
 OPEN_TEAM = "default"
@@ -19,7 +19,11 @@ OPEN_TEAM = "default"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: team and role (``analyst`` may create, ``viewer`` may only read)."""
+    """Who is calling: team and role (``analyst`` may create, ``viewer`` may only read).
+
+    ``token`` is the key only when the client sent it as ``?token=`` (so it may be embedded in URLs
+    handed back to that client); a key sent in the ``Authorization`` header is never echoed.
+    """
 
     team: str
     role: str
@@ -31,7 +35,7 @@ class Principal:
         return self.role == "analyst"
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -44,59 +48,60 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-class AuthState:
-    """Whether any key exists, cached for a second so every request does not count keys."""
-
-    def __init__(self, sessions):
-        self.sessions = sessions
-        self._checked = 0.0
-        self._enabled = False
-
-    def enabled(self) -> bool:
-        now = time.monotonic()
-        if now - self._checked > 1.0:
-            with self.sessions() as session:
-                self._enabled = store.any_active_key(session)
-            self._checked = now
-        return self._enabled
-
-    def invalidate(self) -> None:
-        self._checked = 0.0
-
-
 def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def resolve_principal(request: Request, session: Session, token: str | None) -> Principal:
-    auth: AuthState = request.app.state.auth
-    if not auth.enabled():
+def check_loopback(request: Request) -> None:
+    """An open service answers loopback clients addressing it by a loopback name only (no DNS rebinding)."""
+    settings: Settings = request.app.state.settings
+    host = urlsplit("//" + request.headers.get("host", "")).hostname
+    public = urlsplit(settings.public_url).hostname if settings.public_url else None
+    client = request.client.host if request.client else ""
+    if not is_loopback(client) or not (is_loopback(host) or (host and host == public)):
+        raise Forbidden("the service is open (no API key exists): it answers loopback clients only; "
+                        "create a key with `basewatch keys create`")
+
+
+async def authenticate(request: Request, key: str | None, *, from_query: bool = False) -> Principal:
+    """The caller from its key: no database query unless the key table changed."""
+    state = request.app.state
+    ring = state.keys
+    if ring.stale():
+        await run_in_threadpool(ring.reload)
+    if not ring.enabled():
+        check_loopback(request)
         return Principal(team=OPEN_TEAM, role="analyst")
-    if not token:
+    if not key:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer KEY'")
-    row = store.find_key(session, token)
-    if row is None:
+    client = request.client.host if request.client else ""
+    wait = state.failures.retry_after(client)
+    if wait:
+        raise TooManyRequests(f"too many invalid API keys from this address; retry in {wait} s", retry_after=wait)
+    entry = ring.lookup(key)
+    if entry is None:
+        state.failures.record(client)
         raise Unauthorized("invalid or revoked API key")
-    return Principal(team=row.team, role=row.role, key_name=row.name, token=token)
+    return Principal(team=entry.team, role=entry.role, key_name=entry.name, token=key if from_query else None)
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """From the Authorization header only."""
-    return resolve_principal(request, session, bearer(request))
+    return await authenticate(request, bearer(request))
 
 
-def get_map_principal(
+async def get_map_principal(
     request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Query(description="API key, for map clients that cannot send headers.")] = None,
+    token: Annotated[str | None, Query(description="API key, for map clients and links that cannot send headers.")] = None,
 ) -> Principal:
-    """From the Authorization header or ``?token=`` (tiles, TileJSON, WMTS, viewer)."""
-    return resolve_principal(request, session, bearer(request) or token)
+    """From the Authorization header or ``?token=`` (tiles, TileJSON, WMTS, viewer, product downloads)."""
+    header = bearer(request)
+    return await authenticate(request, header or token, from_query=token is not None and header in (None, token))
 
 
-def get_analyst(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_analyst(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     if not principal.can_write:
         raise Forbidden("this key may read but not create or delete (role viewer)")
     return principal

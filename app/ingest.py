@@ -1,19 +1,30 @@
 """Scene ingest: a multipart upload streamed to disk, validated, converted to COG, recorded.
 
-Nothing of a refused upload stays on disk or in the database.
+Nothing of a refused upload stays on disk or in the database: the upload and every temporary of its
+conversion live in one private folder under ``uploads/``, removed when the request ends (and swept at
+start-up after a crash). The conversion reads every pixel, so it runs in a process of its own
+(:class:`Converter`), after the header has shown it fits the decompression and disk budgets.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from rasterio.errors import RasterioError
 from rio_cogeo.cogeo import cog_translate
@@ -21,7 +32,7 @@ from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import mapping
 from starlette.requests import Request
 
-from app.errors import InvalidRequest, PayloadTooLarge
+from app.errors import DISK_FULL, InsufficientStorage, InvalidRequest, Overloaded, PayloadTooLarge
 from app.models import Scene, new_id
 from app.settings import Settings
 from imagery.errors import InvalidSceneError
@@ -41,13 +52,9 @@ class Upload:
     sha256: str = ""
 
     def discard(self) -> None:
-        """Remove the uploaded file and its private folder."""
+        """Remove the uploaded file, its private folder and whatever the conversion left there."""
         if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            try:
-                self.path.parent.rmdir()
-            except OSError:
-                pass
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 async def receive_upload(request: Request, settings: Settings) -> Upload:
@@ -64,6 +71,7 @@ async def receive_upload(request: Request, settings: Settings) -> Upload:
     if declared and declared.isdigit() and int(declared) > limit + 1_000_000:
         raise PayloadTooLarge(f"the upload is larger than the limit of {settings.max_upload_mb} MB")
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    check_disk(settings, int(declared) if declared and declared.isdigit() else 0, "receive this upload")
     upload = Upload()
     digest = hashlib.sha256()
     state = {"name": None, "filename": None, "headers": {}, "field": b"", "fh": None, "header_field": b"", "header_value": b""}
@@ -117,9 +125,12 @@ async def receive_upload(request: Request, settings: Settings) -> Upload:
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
     })
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except FormParserError as exc:
+            raise InvalidRequest(f"the multipart/form-data body is malformed ({exc})") from None
     except BaseException:
         if state["fh"] is not None:
             state["fh"].close()
@@ -139,44 +150,120 @@ def safe_filename(name: str) -> str:
 
 
 def parse_bands(text: str | None) -> list[str] | None:
-    """Band roles from 'blue,green,red,nir' or a JSON list."""
+    """Band roles from 'blue,green,red,nir' or a flat JSON list of strings."""
     if not text:
         return None
     text = text.strip()
     if text.startswith("["):
         try:
             values = json.loads(text)
-        except json.JSONDecodeError:
-            raise InvalidRequest("bands must be a JSON list or comma-separated roles") from None
-        return [str(v) for v in values]
+        except (json.JSONDecodeError, RecursionError):
+            values = None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InvalidRequest("bands must be a JSON list of role names or comma-separated roles")
+        return values
     return [b.strip() for b in text.split(",")]
 
 
-def convert_to_cog(info: SceneInfo, dst: Path) -> None:
-    """Re-encode a validated scene as a COG (reads every pixel, so a truncated file fails here)."""
+def check_disk(settings: Settings, needed_bytes: int, what: str) -> None:
+    """InsufficientStorage (507) unless ``needed_bytes`` fit on the data folder's disk above ``min_free_disk_mb``."""
+    free = shutil.disk_usage(settings.data_dir).free
+    reserve = settings.min_free_disk_mb * 1024 * 1024
+    if free - needed_bytes < reserve:
+        raise InsufficientStorage(f"not enough disk space to {what}: it needs {needed_bytes / 1e6:,.0f} MB, "
+                                  f"{max(free - reserve, 0) / 1e6:,.0f} MB are available")
+
+
+def check_budget(info: SceneInfo, file_bytes: int, settings: Settings) -> None:
+    """Before any pixel is read: the decompressed size against the file size (bombs) and the free disk."""
+    decompressed = info.grid.rows * info.grid.cols * info.count * np.dtype(info.dtype).itemsize
+    ratio = decompressed / max(file_bytes, 1)
+    if ratio > settings.max_scene_compression_ratio:
+        raise InvalidSceneError(
+            f"{Path(info.path).name}: {decompressed / 1e6:,.0f} MB of pixels declared in a {file_bytes / 1e3:,.0f} KB file "
+            f"would decompress {ratio:,.0f} times (limit {settings.max_scene_compression_ratio:,.0f}): "
+            "refused as a sparse or decompression-bomb TIFF")
+    # the conversion's temporary copy (uncompressed, with overviews) and the COG (at worst as large)
+    check_disk(settings, int(decompressed * 8 / 3), "convert this scene")
+
+
+def convert_to_cog(src: Path, dst: Path, dtype: str) -> None:
+    """Re-encode a validated scene as a COG (reads every pixel, so a truncated file fails here).
+
+    rio-cogeo's temporary file is written next to ``dst``. Raises InvalidSceneError for unreadable pixels
+    and OSError(ENOSPC) when the disk fills up.
+    """
     profile = dict(cog_profiles.get("deflate"))
-    profile.update(blockxsize=512, blockysize=512, predictor=2 if info.dtype.startswith(("uint", "int")) else 3)
+    profile.update(blockxsize=512, blockysize=512, predictor=2 if dtype.startswith(("uint", "int")) else 3)
     try:
-        with gdal_env(), open_scene(info.path) as src:
-            cog_translate(src, str(dst), profile, in_memory=False, quiet=True, forward_band_tags=True,
+        with gdal_env(), open_scene(str(src)) as ds:
+            cog_translate(ds, str(dst), profile, in_memory=False, quiet=True, forward_band_tags=True,
                           forward_ns_tags=False, overview_resampling="average",
                           config={"GDAL_NUM_THREADS": "2", "GDAL_TIFF_INTERNAL_MASK": "YES"})
     except RasterioError as exc:
         dst.unlink(missing_ok=True)
-        raise InvalidSceneError(f"{Path(info.path).name}: the pixels cannot be read; the file is corrupt or truncated ({first_line(exc)})") from None
+        if "space" in str(exc).lower():
+            raise OSError(errno.ENOSPC, DISK_FULL) from None
+        raise InvalidSceneError(f"{Path(src).name}: the pixels cannot be read; the file is corrupt or truncated ({first_line(exc)})") from None
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
 
 
-def ingest(upload: Upload, settings: Settings, team: str) -> Scene:
+class Converter:
+    """Runs :func:`convert_to_cog` in a child process (``python -m app.convert``), ``convert_workers`` at a time.
+
+    The API process stays responsive whatever GDAL does (it holds the GIL while it closes a large file);
+    a conversion past ``convert_timeout_s`` is killed; the child dies with the server (``app.convert``).
+    """
+
+    #: Longest wait for a free conversion slot before the upload is answered 503.
+    QUEUE_WAIT_S = 60.0
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(settings.convert_workers)
+
+    def __call__(self, src: Path, dst: Path, dtype: str) -> None:
+        if not self._slots.acquire(timeout=self.QUEUE_WAIT_S):
+            raise Overloaded("every scene conversion slot is busy; retry later", retry_after=30)
+        try:
+            self._run(src, dst, dtype)
+        finally:
+            self._slots.release()
+
+    def _run(self, src: Path, dst: Path, dtype: str) -> None:
+        env = {**os.environ, "GDAL_CACHEMAX": str(self.settings.gdal_cachemax_mb)}
+        cmd = [sys.executable, "-m", "app.convert", str(src), str(dst), dtype, str(os.getpid())]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            _, err = proc.communicate(timeout=self.settings.convert_timeout_s)
+        except BaseException as exc:
+            proc.kill()
+            proc.wait()
+            dst.unlink(missing_ok=True)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            raise InvalidSceneError(f"{src.name}: the conversion to COG took longer than {self.settings.convert_timeout_s} s "
+                                    "(BASEWATCH_CONVERT_TIMEOUT_S); the scene is too large for this server") from None
+        message = (err or "").strip().splitlines()[-1:] or [""]
+        if proc.returncode == 2:
+            raise InvalidSceneError(message[0])
+        if proc.returncode == 3:
+            raise InsufficientStorage(DISK_FULL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scene conversion failed (exit {proc.returncode}): {message[0]}")
+
+
+def ingest(upload: Upload, settings: Settings, team: str, *, convert=convert_to_cog) -> Scene:
     """Validate the uploaded file, store it as a COG and return the (unsaved) Scene row.
 
-    The upload file is always removed; the COG only survives if this returns.
+    ``convert(src, dst, dtype)`` does the conversion (a :class:`Converter` in the service). The upload's
+    folder is always removed; the COG only survives if this returns.
     """
     scene_id = new_id()
     final = settings.scenes_dir / f"{scene_id}.tif"
-    partial = settings.scenes_dir / f".{scene_id}.partial.tif"
+    partial = upload.path.parent / f".{scene_id}.cog.tif"
     try:
         acquired_text = upload.fields.get("acquired_at") or None
         try:
@@ -188,8 +275,9 @@ def ingest(upload: Upload, settings: Settings, team: str) -> Scene:
                              limits=SceneLimits(max_pixels=settings.max_scene_pixels))
         if info.acquired is None:
             raise InvalidRequest("acquired_at is required (the file carries no acquisition date tag)")
+        check_budget(info, upload.size, settings)
         settings.scenes_dir.mkdir(parents=True, exist_ok=True)
-        convert_to_cog(info, partial)
+        convert(upload.path, partial, info.dtype)
         os.replace(partial, final)
         role_of_band = {index: role for role, index in info.band_index.items()}
         roles_in_order = [role_of_band.get(index, "-") for index in info.data_bands]

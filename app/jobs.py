@@ -9,9 +9,11 @@ row; a row whose heartbeat stops is requeued (or failed after
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -173,10 +175,22 @@ _parent_pid: int | None = None
 _engines: dict[str, object] = {}
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Have Linux SIGKILL this process when the thread that started it ends (the server died, even in the
+    middle of a GDAL call that holds the GIL); exit at once if that already happened."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the heartbeat's parent check remains
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(3)
+
+
 def worker_init(parent_pid: int) -> None:
-    """Worker process set-up: remember the server's pid, cap GDAL's cache."""
+    """Worker process set-up: die with the server (workers are started by its long-lived dispatcher thread)."""
     global _parent_pid
     _parent_pid = parent_pid
+    die_with_parent(parent_pid)
 
 
 def worker_sessions(settings: Settings):

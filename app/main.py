@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
+import anyio.to_thread
+from fastapi import FastAPI
 
 from app import __version__
+from app.auth import FailureLimiter, KeyRing
 from app.db import make_engine, migrate, session_factory
-from app.deps import AuthState
-from app.errors import install_error_handlers
+from app.errors import error_responses, install_error_handlers
+from app.ingest import Converter
 from app.jobs import Dispatcher, make_executor
 from app.metrics import Metrics
+from app.middleware import BodyLimit, CorsByRoute, RedactTokens, RequestMetrics, SecurityHeaders
 from app.routes import aois, analyses, health, scenes, tiles, viewer
 from app.settings import Settings
+from app.sweep import sweep_leftovers
 from app.tilecache import ProductCache
 
 log = logging.getLogger("basewatch")
+
+#: Database connections the API needs beyond one per API thread (dispatcher, key reloads).
+EXTRA_CONNECTIONS = 4
+
+#: An upload or conversion temporary untouched this long is a leftover even on a shared data folder.
+SHARED_LEFTOVER_AGE_S = 6 * 3600
 
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
@@ -38,23 +46,30 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     settings.ensure_dirs()
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cachemax_mb))
     migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, pool_size=settings.api_threads + EXTRA_CONNECTIONS,
+                         pool_timeout=settings.db_pool_timeout_s)
     sessions = session_factory(engine)
     metrics = Metrics()
+    # Embedded SQLite: this server owns the data folder, so any temporary there was left by a crash.
+    sweep_leftovers(settings, sessions, older_than_s=0 if settings.is_sqlite else SHARED_LEFTOVER_AGE_S)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        redact = RedactTokens()
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).addFilter(redact)
         dispatcher = None
         if run_jobs:
             executor = make_executor(settings)
             dispatcher = Dispatcher(settings, sessions, executor, worker_id=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
                                     on_done=lambda aid, status, s: metrics.analysis_seconds.labels(status).observe(s))
-            # Embedded SQLite: this server owns the data folder, so anything left running was interrupted.
             dispatcher.start(recover_all_running=settings.is_sqlite)
             app.state.dispatcher_wake = dispatcher.wake
-        if not app.state.auth.enabled():
-            log.warning("no API key exists: the service is OPEN (anyone who can reach it may read and write); "
-                        "create a key with `basewatch keys create` to turn authentication on")
+        app.state.keys.reload()
+        if not app.state.keys.enabled():
+            log.warning("no API key exists: the service is OPEN to loopback clients (anyone on this machine may read "
+                        "and write); create a key with `basewatch keys create` to turn authentication on")
         try:
             yield
         finally:
@@ -64,28 +79,23 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
             app.state.products.close()
             engine.dispose()
 
-    app = FastAPI(title="basewatch", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="basewatch", version=__version__, lifespan=lifespan, responses=error_responses(),
                   description="Change detection between satellite images of an area of interest: "
                               "scenes, AOIs, analyses, change objects (GeoJSON), map tiles, WMTS and a viewer.")
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.metrics = metrics
-    app.state.auth = AuthState(sessions)
+    app.state.keys = KeyRing(settings, sessions)
+    app.state.failures = FailureLimiter(settings.auth_failures_per_minute)
     app.state.products = ProductCache(settings)
+    app.state.converter = Converter(settings)
     app.state.dispatcher_wake = lambda: None
     install_error_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "If-None-Match"], expose_headers=["ETag", "Location"],
-                       max_age=86400)
-
-    @app.middleware("http")
-    async def record_latency(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.request_seconds.labels(request.method, template, str(response.status_code)).observe(time.perf_counter() - started)
-        return response
+    # Added innermost first: SecurityHeaders wraps everything, BodyLimit sits next to the routes.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_json_kb * 1024, max_depth=settings.max_json_depth)
+    app.add_middleware(CorsByRoute, map_origins=settings.cors_origins, api_origins=settings.cors_api_origins)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
 
     for module in (health, scenes, aois, analyses, tiles, viewer):
         app.include_router(module.router)

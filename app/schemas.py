@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
 Status = Literal["queued", "running", "succeeded", "failed"]
+
+
+def _iso_date_only(value):
+    """Dates as ISO 8601 text (YYYY-MM-DD) only: pydantic would also read numbers as Unix times."""
+    if isinstance(value, str) and not (len(value) == 10 and value[4] == value[7] == "-"):
+        raise ValueError("expected an ISO 8601 date, YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_only)]
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(description="What went wrong (a list of problems for request validation errors).")
 
 
 class Page(BaseModel, Generic[T]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,11 +25,31 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="Dask distributed scheduler (tcp://host:8786); analyses are submitted there when set.")
     max_upload_mb: int = Field(4096, ge=1, description="Largest scene upload accepted, MB.")
     max_scene_pixels: int = Field(400_000_000, description="Largest scene (width x height) accepted from its header.")
+    max_scene_compression_ratio: float = Field(
+        1000.0, gt=0, description="A scene whose pixels would decompress to more than this many times its file size "
+                                  "(a sparse or decompression-bomb TIFF) is refused before conversion.")
+    convert_workers: int = Field(2, ge=1, le=64, description="Scene conversions (to COG) run at once, each in its own process.")
+    convert_timeout_s: int = Field(1800, ge=1, description="A scene conversion taking longer is stopped and the upload refused.")
+    min_free_disk_mb: int = Field(1024, ge=0, description="Disk space kept free in the data folder: uploads and conversions "
+                                                           "that would need it are refused with 507.")
     max_analysis_pixels: int = Field(120_000_000, description="Largest analysis grid (pixels).")
-    cors_origins: list[str] = Field(["*"], description="Origins allowed to call the API and fetch tiles (JSON list).")
+    max_json_kb: int = Field(1024, ge=1, description="Largest request body accepted on JSON routes, KB (413 beyond).")
+    max_json_depth: int = Field(32, ge=2, description="Deepest nesting of arrays/objects accepted in a JSON body (422 beyond).")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="API keys: auto (on once any key has been created, even if all are revoked), "
+                            "on (always), off (open service: loopback clients only).")
+    auth_failures_per_minute: int = Field(20, ge=1, description="Failed API keys accepted per client address and minute (429 beyond).")
+    cors_origins: list[str] = Field(["*"], description="Origins whose web pages may read map resources: tiles, TileJSON, WMTS, "
+                                                       "viewer files and product downloads (JSON list).")
+    cors_api_origins: list[str] = Field([], description="Origins whose web pages may call the rest of the API, writes "
+                                                        "included (JSON list; default none: same origin only).")
+    api_threads: int = Field(40, ge=4, le=512, description="Threads serving the API's synchronous routes.")
+    db_pool_timeout_s: float = Field(10.0, gt=0, description="Longest wait for a database connection before 503.")
     tile_cache_items: int = Field(4096, ge=0, description="Rendered tiles kept in memory per process.")
     tile_max_age_s: int = Field(31_536_000, description="Cache-Control max-age of tiles of a finished analysis, seconds.")
     tile_threads: int = Field(8, ge=1, description="Threads rendering tiles (separate from the API's own pool).")
+    tile_queue: int = Field(256, ge=1, description="Tiles waiting to be rendered before further ones are answered 503.")
+    tile_max_read_pixels: int = Field(4_000_000, ge=65_536, description="Pixel budget of one tile layer read (404 beyond: zoom in).")
     gdal_cachemax_mb: int = Field(256, ge=16, description="GDAL block cache per process, MB.")
     lease_s: int = Field(60, ge=5, description="A running analysis whose worker has not reported for this long is taken over.")
     max_attempts: int = Field(3, ge=1, description="Times an interrupted analysis is retried before it fails.")
@@ -60,14 +81,13 @@ class Settings(BaseSettings):
         for d in (self.data_dir, self.scenes_dir, self.products_dir, self.uploads_dir):
             d.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def keys_stamp(self) -> Path:
+        """Touched whenever a key is created or revoked: API processes reload their keys when it changes."""
+        return self.data_dir / "keys.stamp"
+
     def binds_loopback_only(self) -> bool:
-        host = self.host.strip("[]")
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     def described(self) -> list[tuple[str, str, str]]:
         """(variable, value, description) for every setting, for `basewatch config`."""
@@ -78,3 +98,14 @@ class Settings(BaseSettings):
                 value = f"(SQLite) {self.db_url}"
             rows.append((f"BASEWATCH_{name.upper()}", str(value), field.description or ""))
         return rows
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a host name or address (optionally ``[v6]``) is this machine's loopback."""
+    host = (host or "").strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -36,12 +36,9 @@ def create_key(session: Session, *, name: str, team: str, role: str) -> tuple[Ap
     return row, key
 
 
-def find_key(session: Session, key: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
-
-
-def any_active_key(session: Session) -> bool:
-    return session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) > 0
+def any_key(session: Session) -> bool:
+    """Whether a key was ever created (revoked ones count: revoking the last key does not open the service)."""
+    return session.scalar(select(func.count()).select_from(ApiKey)) > 0
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -270,8 +267,9 @@ def requeue(session: Session, analysis_id: str, worker: str, *, max_attempts: in
     return row.status
 
 
-def count_by_status(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(Analysis.status, func.count()).group_by(Analysis.status)).all())
+def count_by_status(session: Session, team: str) -> dict[str, int]:
+    q = select(Analysis.status, func.count()).where(Analysis.team == team).group_by(Analysis.status)
+    return dict(session.execute(q).all())
 
 
 def purge_all(session: Session) -> None:

@@ -15,10 +15,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from rasterio.errors import RasterioError
+
+from app.errors import Overloaded, ProductUnavailable, log_once
 from app.settings import Settings
 
 #: Bump when rendering changes, so ETags and disk caches of older renderings are not reused.
@@ -82,8 +85,10 @@ class ProductCache:
         self.tiles = LRU(settings.tile_cache_items, 256 * 1024 * 1024)
         self._refs: dict[str, tuple[ProductRef, float]] = {}
         self._renderers: OrderedDict = OrderedDict()
+        self._broken: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=settings.tile_threads, thread_name_prefix="basewatch-tiles")
+        self._pending = threading.BoundedSemaphore(settings.tile_queue)
 
     # analysis lookups -------------------------------------------------------------------
 
@@ -100,6 +105,7 @@ class ProductCache:
 
     def forget(self, analysis_id: str) -> None:
         self._refs.pop(analysis_id, None)
+        self._broken.pop(analysis_id, None)
         with self._lock:
             renderer = self._renderers.pop(analysis_id, None)
         if renderer is not None and hasattr(renderer, "close"):
@@ -110,6 +116,7 @@ class ProductCache:
     # renderers --------------------------------------------------------------------------
 
     def renderer(self, ref: ProductRef):
+        """The open renderer of a product; ProductUnavailable (logged once) when its files cannot be read."""
         from imagery.tiles import TileRenderer
 
         with self._lock:
@@ -117,7 +124,13 @@ class ProductCache:
             if renderer is not None:
                 self._renderers.move_to_end(ref.analysis_id)
                 return renderer
-        renderer = TileRenderer(ref.product_dir)
+        broken = self._broken.get(ref.analysis_id)
+        if broken and time.monotonic() - broken[1] < 60:
+            raise ProductUnavailable(broken[0])
+        try:
+            renderer = TileRenderer(ref.product_dir, max_read_pixels=self.settings.tile_max_read_pixels)
+        except (RasterioError, OSError, ValueError) as exc:
+            raise self.broken(ref, exc) from None
         with self._lock:
             self._renderers[ref.analysis_id] = renderer
             while len(self._renderers) > 16:
@@ -130,6 +143,30 @@ class ProductCache:
 
     def disk_path(self, ref: ProductRef, layer: str, z: int, x: int, y: int) -> Path:
         return self.disk_root / ref.analysis_id / RENDER_VERSION / layer / str(z) / str(x) / f"{y}.png"
+
+    def broken(self, ref: ProductRef, exc: BaseException) -> ProductUnavailable:
+        """Remember (for a minute) and log once that a product cannot be read; the error to raise."""
+        message = f"the products of analysis {ref.analysis_id} cannot be read (corrupt or missing files); see the server log"
+        self._broken[ref.analysis_id] = (message, time.monotonic())
+        log_once(f"broken-product-{ref.analysis_id}", "analysis %s: product files unreadable: %s",
+                 ref.analysis_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return ProductUnavailable(message)
+
+    def submit(self, fn, *args) -> Future:
+        """Queue work on the tile threads; Overloaded (503) when ``tile_queue`` tiles already wait."""
+        if not self._pending.acquire(blocking=False):
+            raise Overloaded("too many tiles are being rendered; retry shortly", retry_after=1)
+        try:
+            future = self.pool.submit(fn, *args)
+        except BaseException:
+            self._pending.release()
+            raise
+        future.add_done_callback(lambda _: self._pending.release())
+        return future
+
+    def cached(self, ref: ProductRef, layer: str, z: int, x: int, y: int) -> bytes | None:
+        """A tile from memory, without touching the disk (safe on the event loop)."""
+        return self.tiles.get((ref.analysis_id, layer, z, x, y))
 
     def tile(self, ref: ProductRef, layer: str, z: int, x: int, y: int) -> tuple[bytes, str]:
         """PNG bytes of a tile and where they came from (``memory``, ``disk`` or ``rendered``)."""
@@ -144,7 +181,10 @@ class ProductCache:
             return data, "disk"
         except OSError:
             pass
-        data = self.renderer(ref).render(layer, z, x, y)
+        try:
+            data = self.renderer(ref).render(layer, z, x, y)
+        except RasterioError as exc:  # a block that cannot be read: the file is damaged
+            raise self.broken(ref, exc) from None
         self.tiles.put(key, data)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,3 +55,12 @@ def analysis_out(row: Analysis, base: str) -> AnalysisOut:
         error=row.error, summary=row.summary, attempts=row.attempts, created_at=as_utc(row.created_at),
         started_at=as_utc(row.started_at), finished_at=as_utc(row.finished_at), links=analysis_links(row.id, base, row.status),
     )
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 ``If-None-Match``: ``*``, or a comma-separated list compared weakly (``W/`` ignored)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    own = etag.removeprefix("W/")
+    return "*" in tags or any(t.removeprefix("W/") == own for t in tags)

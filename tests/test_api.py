@@ -136,8 +136,13 @@ def test_healthz_metrics_openapi_and_cors(server, finished):
     assert 'basewatch_analyses{status="succeeded"}' in metrics
     assert "basewatch_request_seconds_bucket" in metrics
     assert client.get("/openapi.json").json()["info"]["title"] == "basewatch"
-    pre = client.options("/v1/analyses", headers={"Origin": "https://maps.example", "Access-Control-Request-Method": "GET"})
+    aid = finished[1]["id"]
+    pre = client.options(f"/v1/analyses/{aid}/tilejson.json",
+                         headers={"Origin": "https://maps.example", "Access-Control-Request-Method": "GET"})
     assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] in ("*", "https://maps.example")
+    # the rest of the API is not for other origins' pages unless configured (BASEWATCH_CORS_API_ORIGINS)
+    pre = client.options("/v1/analyses", headers={"Origin": "https://maps.example", "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in pre.headers
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,7 +16,7 @@ from app.deps import AnalystDep, MapPrincipalDep, PrincipalDep, SessionDep, Sett
 from app.errors import InvalidRequest, NotFound
 from app.models import Analysis
 from app.schemas import AnalysisCreate, AnalysisOut, Page
-from app.views import analysis_out
+from app.views import analysis_out, etag_matches
 from imagery.change import METHODS
 from imagery.pipeline import DEFAULT_METHOD
 
@@ -113,8 +114,6 @@ def delete_analysis(analysis_id: str, request: Request, session: SessionDep, set
     row = store.delete_analysis(session, principal.team, analysis_id)
     if row.product_dir:
         request.app.state.products.forget(row.id)
-        import shutil
-
         shutil.rmtree(settings.data_dir / row.product_dir, ignore_errors=True)
     return Response(status_code=204)
 
@@ -135,18 +134,18 @@ def serve_file(request: Request, path: Path, media_type: str) -> Response:
     stat = path.stat()
     etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
-    if request.headers.get("if-none-match") == etag:
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=media_type, headers=headers)
 
 
-@router.get("/analyses/{analysis_id}/changes.geojson")
+@router.get("/analyses/{analysis_id}/changes.geojson", responses={200: {"content": {"application/geo+json": {}}}})
 def changes(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
     """The change objects (GeoJSON FeatureCollection, EPSG:4326)."""
     return serve_file(request, product_path(session, settings, principal, analysis_id, "changes.geojson"), DOWNLOADS["changes.geojson"])
 
 
-@router.get("/analyses/{analysis_id}/report.png")
+@router.get("/analyses/{analysis_id}/report.png", responses={200: {"content": {"image/png": {}}}})
 def report(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
     """The annotated report figure."""
     return serve_file(request, product_path(session, settings, principal, analysis_id, "report.png"), "image/png")
@@ -157,7 +156,7 @@ def summary(analysis_id: str, request: Request, session: SessionDep, settings: S
     return serve_file(request, product_path(session, settings, principal, analysis_id, "summary.json"), "application/json")
 
 
-@router.get("/analyses/{analysis_id}/files/{name}")
+@router.get("/analyses/{analysis_id}/files/{name}", responses={200: {"content": {t: {} for t in set(DOWNLOADS.values())}}})
 def product_file(analysis_id: str, name: str, request: Request, session: SessionDep, settings: SettingsDep,
                  principal: MapPrincipalDep):
     """Any product file (COGs for QGIS/GDAL: change_mask.tif, change_score.tif, before.tif, after.tif)."""

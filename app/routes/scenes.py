@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app import store
 from app.deps import AnalystDep, PrincipalDep, SessionDep, SettingsDep
 from app.ingest import ingest, receive_upload
-from app.schemas import Page, SceneOut
+from app.schemas import IsoDate, Page, SceneOut
 from app.views import scene_out
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
@@ -26,25 +25,32 @@ router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
             "sensor": {"type": "string"},
             "bands": {"type": "string", "description": "Band roles in file order, e.g. blue,green,red,nir."},
         }}}}}})
-async def upload_scene(request: Request, settings: SettingsDep, session: SessionDep, principal: AnalystDep, response: Response) -> SceneOut:
-    """Ingest a scene: streamed to disk, validated, converted to COG, footprint recorded."""
+async def upload_scene(request: Request, settings: SettingsDep, principal: AnalystDep, response: Response) -> SceneOut:
+    """Ingest a scene: streamed to disk, validated from its header, converted to COG in a separate process,
+    footprint recorded (no database connection is held meanwhile)."""
     upload = await receive_upload(request, settings)
-    scene = await run_in_threadpool(ingest, upload, settings, principal.team)
+    scene = await run_in_threadpool(ingest, upload, settings, principal.team, convert=request.app.state.converter)
+    await run_in_threadpool(record_scene, request, scene)
+    response.headers["Location"] = f"/v1/scenes/{scene.id}"
+    return scene_out(scene)
+
+
+def record_scene(request: Request, scene) -> None:
+    settings = request.app.state.settings
     try:
-        store.add_scene(session, scene)
+        with request.app.state.sessions() as session:
+            store.add_scene(session, scene)
     except BaseException:
         (settings.data_dir / scene.path).unlink(missing_ok=True)
         raise
-    response.headers["Location"] = f"/v1/scenes/{scene.id}"
-    return scene_out(scene)
 
 
 @router.get("", response_model=Page[SceneOut])
 def list_scenes(
     session: SessionDep, principal: PrincipalDep,
     aoi_id: Annotated[str | None, Query(description="Only scenes intersecting this AOI.")] = None,
-    acquired_from: Annotated[dt.date | None, Query(description="Acquired on or after (ISO date).")] = None,
-    acquired_to: Annotated[dt.date | None, Query(description="Acquired on or before (ISO date).")] = None,
+    acquired_from: Annotated[IsoDate | None, Query(description="Acquired on or after (ISO date).")] = None,
+    acquired_to: Annotated[IsoDate | None, Query(description="Acquired on or before (ISO date).")] = None,
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = store.DEFAULT_LIMIT,
 ) -> Page[SceneOut]:
     aoi = store.get_aoi(session, principal.team, aoi_id) if aoi_id else None

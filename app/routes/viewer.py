@@ -55,7 +55,7 @@ def content_security_policy(public_url: str | None) -> str:
             f"connect-src 'self'{extra}; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
 
 
-@router.get("/analyses/{analysis_id}/viewer", response_class=HTMLResponse)
+@router.get("/analyses/{analysis_id}/viewer", responses={200: {"content": {"text/html": {}}}})
 def viewer(request: Request, analysis_id: str, principal: MapPrincipalDep, session: SessionDep,
            settings: SettingsDep) -> HTMLResponse:
     """The interactive viewer of an analysis. Pass ``?token=KEY`` when opening it in a browser;

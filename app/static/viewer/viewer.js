@@ -199,9 +199,12 @@
       }
       hideMessage();
       fillSummary(a);
+      // TileJSON embeds the key in its tile URLs only when asked with ?token= (tiles are plain <img> requests).
       return Promise.all([
-        api("tilejson.json?layer=before", "the before image layer"), api("tilejson.json?layer=after", "the after image layer"),
-        api("tilejson.json?layer=score", "the change score layer"), api("tilejson.json?layer=changes", "the change layer"),
+        api(withToken("tilejson.json?layer=before"), "the before image layer"),
+        api(withToken("tilejson.json?layer=after"), "the after image layer"),
+        api(withToken("tilejson.json?layer=score"), "the change score layer"),
+        api(withToken("tilejson.json?layer=changes"), "the change layer"),
         api("changes.geojson", "the change objects")
       ]).then(function (r) {
         buildMap({ before: r[0], after: r[1], score: r[2], changes: r[3] });
