@@ -253,8 +253,10 @@ def serve(
         if analysis_id:
             console.print(f"[bold green]demo ready[/]: http://{settings.host}:{settings.port}/v1/analyses/{analysis_id}/viewer", highlight=False)
     console.print(f"basewatch serving on http://{settings.host}:{settings.port}  (API docs: /docs)", highlight=False)
+    # Keep-alive longer than clients' own idle expiry (httpx: 5 s), so a client never reuses a connection
+    # the server is closing at that moment.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=30)
 
 
 if __name__ == "__main__":
