@@ -68,6 +68,7 @@ class ChangeResult:
     rule: str
     details: dict = field(default_factory=dict)
     objects: tuple | None = None  # (labels int32, {label: change type}) when the method found objects itself
+    area_labels: frozenset = frozenset()  # labels of ``objects`` that are changed areas, not delineated things
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -393,15 +394,66 @@ def objects_method(inputs: ChangeInputs) -> ChangeResult:
                         objects=(found.labels, found.kinds))
 
 
+def regions_method(inputs: ChangeInputs) -> ChangeResult:
+    """Changed areas (buildings with their plots, earthworks, cleared ground), see :mod:`imagery.regionchange`.
+
+    The score is a logistic of the evidence's robust z-score centred on the threshold.
+    """
+    from imagery.regionchange import RegionParams, detect_region_changes
+
+    params = RegionParams()
+    found = detect_region_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m, params)
+    score = (0.5 * (1.0 + np.tanh(0.5 * (found.z - params.z_threshold)))).astype(np.float32)
+    score[~inputs.analysed] = 0.0
+    return ChangeResult(score=score, changed=found.labels > 0, threshold=0.5,
+                        rule=found.details.get("rule", ""), details={"statistic": "region-level change", **found.details},
+                        objects=(found.labels, found.kinds), area_labels=frozenset(found.kinds))
+
+
+def merge_results(things: ChangeResult, areas: ChangeResult) -> ChangeResult:
+    """Objects of ``things`` (vehicles, tents) and the changed areas of ``areas`` in one result.
+
+    Where both found something the delineated object keeps its pixels and the
+    area keeps the rest; the score is the larger of the two.
+    """
+    t_labels, t_kinds = things.objects
+    a_labels, a_kinds = areas.objects
+    offset = int(t_labels.max()) if t_labels.size else 0
+    labels = t_labels.copy()
+    free = (labels == 0) & (a_labels > 0)
+    labels[free] = a_labels[free] + offset
+    present = set(np.unique(labels[free]).tolist())
+    area_kinds = {label + offset: kind for label, kind in a_kinds.items() if label + offset in present}
+    return ChangeResult(score=np.maximum(things.score, areas.score), changed=labels > 0, threshold=things.threshold,
+                        rule=f"{things.rule}; changed areas: {areas.rule}",
+                        details={**things.details, "areas": areas.details},
+                        objects=(labels, {**t_kinds, **area_kinds}), area_labels=frozenset(area_kinds))
+
+
+#: Above this pixel size (Sentinel-2 class) areas are found by anomalous change (HACD), not by the region stage.
+REGION_MAX_PX_M = 5.0
+
+
 def auto_method(inputs: ChangeInputs) -> ChangeResult:
-    """Objects at pixels of up to 1.5 m (vehicles resolved) with at least two bands; anomalous change (HACD)
-    otherwise: with one band a shadow cannot be told from a darker material, so the object stage would
-    explain everything away."""
-    chosen = "objects" if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.shape[0] >= 2 else "hacd"
-    result = METHODS[chosen](inputs)
+    """By pixel size and bands:
+
+    * up to 1.5 m with at least two bands (vehicles resolved): ``objects`` for vehicles and tents, plus
+      ``regions`` for changed areas (buildings, earthworks) that the object stage explains away on real pairs;
+    * up to 5 m, or a single band: ``regions`` (one band cannot tell a shadow from a darker material, so the
+      object stage would explain everything away);
+    * coarser: ``hacd``.
+    """
+    if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.shape[0] >= 2:
+        result = merge_results(METHODS["objects"](inputs), METHODS["regions"](inputs))
+        chosen = "objects+regions"
+    elif inputs.pixel_size_m <= REGION_MAX_PX_M:
+        result, chosen = METHODS["regions"](inputs), "regions"
+    else:
+        result, chosen = METHODS["hacd"](inputs), "hacd"
     result.details["resolved_method"] = chosen
     return result
 
 
 METHODS["objects"] = objects_method
+METHODS["regions"] = regions_method
 METHODS["auto"] = auto_method

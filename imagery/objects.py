@@ -99,7 +99,7 @@ def min_rect_dims(geometry: BaseGeometry) -> tuple[float, float, float]:
 
 
 def classify(area_m2: float, length_m: float, width_m: float, solidity: float, pixel_size_m: float,
-             rules: SizeRules = SizeRules(), outline_px_m: float | None = None) -> str:
+             rules: SizeRules = SizeRules(), outline_px_m: float | None = None, *, area_change: bool = False) -> str:
     """Class from size and shape in metres.
 
     Parameters
@@ -115,7 +115,14 @@ def classify(area_m2: float, length_m: float, width_m: float, solidity: float, p
         Pixel size the outline was drawn at (default ``pixel_size_m``). A
         pixelated outline is up to one such pixel longer and wider than the
         object, so the vehicle's upper length and width bounds allow it.
+    area_change : bool
+        The object is a changed area (a building with its plot, earthworks),
+        not a delineated thing: it is a ``structure`` or ``other``, never a
+        vehicle, group or tent by its size alone.
     """
+    structure = area_m2 >= rules.structure_min_area_m2 and solidity >= 0.6 and width_m >= 8.0
+    if area_change:
+        return "structure" if structure else "other"
     resolvable = pixel_size_m <= rules.vehicle_resolvable_px_m
     slack = pixel_size_m if outline_px_m is None else outline_px_m
     if resolvable:
@@ -127,7 +134,7 @@ def classify(area_m2: float, length_m: float, width_m: float, solidity: float, p
         if (rules.tent_area_m2[0] <= area_m2 <= rules.tent_area_m2[1]
                 and width_m >= rules.tent_min_width_m and solidity >= 0.75):
             return "tent"
-    if area_m2 >= rules.structure_min_area_m2 and solidity >= 0.6 and width_m >= 8.0:
+    if structure:
         return "structure"
     if not resolvable and pixel_size_m <= rules.group_max_px_m and 2 * rules.vehicle_footprint_m2 <= area_m2 <= rules.group_max_area_m2:
         return "vehicle_group"
@@ -169,6 +176,7 @@ def objects_from_labels(
     rules: SizeRules = SizeRules(),
     outline_px_m: float | None = None,
     min_width_m: float = 0.0,
+    area_labels: frozenset = frozenset(),
 ) -> list[ChangeObject]:
     """Measure and classify each labelled component.
 
@@ -186,6 +194,8 @@ def objects_from_labels(
         Pixel size the labels were delineated at (coarser when a method works on block means).
     min_width_m : float
         Components narrower than this (minimum rotated rectangle) are left out: slivers.
+    area_labels : frozenset
+        Labels that are changed areas rather than delineated things (see :func:`classify`).
 
     Returns
     -------
@@ -210,7 +220,7 @@ def objects_from_labels(
         area = n * px_area
         hull = geom.convex_hull.area
         solidity = float(geom.area / hull) if hull > 0 else 0.0
-        cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m)
+        cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m, area_change=label in area_labels)
         out.append(ChangeObject(
             id=0,
             label=label,

@@ -27,7 +27,7 @@ def test_each_fact_gives_its_caveat():
 
 
 def test_a_single_band_pair_is_analysed_and_its_caveat_reaches_the_summary(tmp_path):
-    """A panchromatic pair runs end to end (auto picks hacd) and summary.json carries the single-band caveat."""
+    """A panchromatic pair runs end to end (auto picks the region stage) and summary.json carries the single-band caveat."""
     import numpy as np
     import rasterio
 
@@ -48,6 +48,6 @@ def test_a_single_band_pair_is_analysed_and_its_caveat_reaches_the_summary(tmp_p
     result = analyze(inspect_scene(tmp_path / "before.tif"), inspect_scene(tmp_path / "after.tif"), None, AnalysisParams())
     summary = result.summary()
     assert summary["bands"] == ["pan"]
-    assert summary["change_details"]["resolved_method"] == "hacd"
+    assert summary["change_details"]["resolved_method"] == "regions"
     assert any("single band" in c for c in summary["caveats"])
     assert np.isin(result.mask, (1, 2, 3)).any(), "a single-band pair with real changes should show some change"
