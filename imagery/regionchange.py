@@ -45,8 +45,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-#: Share of the strong change an explanation may remove before it is judged unspecific on this pair.
+#: Share of the strong change an explanation may remove before it is judged unspecific on this pair ...
 MAX_EXPLAINED_SHARE = 0.9
+#: ... when that change covers more than this share of the analysed area.
+LARGE_CHANGE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class RegionParams:
     smooth_region_m2: float = 1000.0  # a region this large and smooth at both dates is a field or water
     smooth_texture: float = 0.5  # "smooth": texture under this share of the scene's median at both dates
     texture_scale_m: float = 2.0
+    shade_ratio: float = 0.7  # a moved shadow darkens every band to at most this ratio of the lit date
+    z_shadow: float = 3.0  # and stands out darker than its surroundings by this many sigmas in the shaded date
     kind_ratio: float = 1.5  # stands out this much more in one date: appeared / disappeared
     ring_gap_m: float = 1.0
     ring_width_m: float = 6.0
@@ -161,8 +165,14 @@ def robust_z(values: np.ndarray, analysed: np.ndarray) -> np.ndarray:
     return ((logs - med) / max(mad, 1e-6)).astype(np.float32)
 
 
-def box_mean(image: np.ndarray, window_px: int) -> np.ndarray:
-    return cv2.blur(np.ascontiguousarray(image, np.float32), (window_px, window_px), borderType=cv2.BORDER_REFLECT)
+def box_mean(image: np.ndarray, valid: np.ndarray, window_px: int) -> np.ndarray:
+    """Mean of ``image`` over the valid pixels of a square window of ``window_px`` (0 where none are valid).
+
+    Evidence outside the analysed area (a cloud, nodata) never leaks into its surroundings.
+    """
+    weight = cv2.blur(valid.astype(np.float32), (window_px, window_px), borderType=cv2.BORDER_REFLECT)
+    total = cv2.blur(np.where(valid, image, 0).astype(np.float32), (window_px, window_px), borderType=cv2.BORDER_REFLECT)
+    return np.where(weight > 1e-6, total / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
 
 
 def change_regions(z: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p: RegionParams) -> tuple[np.ndarray, int]:
@@ -210,14 +220,75 @@ def smooth_surface_regions(labels: np.ndarray, n: int, before: np.ndarray, after
     return out
 
 
-def region_kinds(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarray, analysed: np.ndarray,
-                 noise: np.ndarray, pixel_size_m: float, p: RegionParams) -> dict[int, str]:
-    """Change type per region from how much it stands out from the ring around it in each date."""
+def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarray, bands: tuple[str, ...],
+                         analysed: np.ndarray, contrast: "RegionContrast", pixel_size_m: float,
+                         p: RegionParams) -> np.ndarray:
+    """Bool (n + 1,): regions that are a cast shadow which moved with the sun.
+
+    Specific on four counts, so that a roof built or a wood cleared is not
+    taken for one: every band darkens to at most ``p.shade_ratio`` of the lit
+    date (shade is deep, not a change of shade of grey); the darkening has the
+    colour of skylight (it grows with wavelength: blue least, then green, red,
+    NIR); in the shaded date the region stands out darker than its
+    surroundings (``p.z_shadow`` sigmas: a field where a roof was later built
+    does not); and it touches a static
+    object that stands out from the ground at both dates (the caster).
+    """
+    from imagery.objectchange import static_objects
+
+    out = np.zeros(n + 1, bool)
+    if n == 0:
+        return out
+    index = np.arange(1, n + 1)
+    floor = max(float(np.percentile(before[:, analysed], 0.5)), 1e-6)
+    log_ratio = np.stack([np.asarray(ndimage.median(np.log(np.maximum(after[k], floor) / np.maximum(before[k], floor)),
+                                                    labels, index)) for k in range(before.shape[0])])  # (bands, n)
+    deep = np.log(p.shade_ratio)
+    visible = [k for k, b in enumerate(bands) if b in ("blue", "green", "red", "pan")] or list(range(len(bands)))
+    darker_after = (log_ratio[visible] <= deep).all(axis=0)
+    darker_before = (log_ratio[visible] >= -deep).all(axis=0)
+    # skylight is bluer than sunlight: into shade, the ratio falls with wavelength (blue darkens least, then
+    # green, red, NIR), 0.1 in log tolerance; vegetation cleared to soil breaks it (green darkened less than blue)
+    into_shade = np.where(darker_after, log_ratio, -log_ratio)
+    order = [bands.index(b) for b in ("blue", "green", "red", "nir") if b in bands]
+    shade_colour = np.ones(n, bool)
+    for shorter, longer in zip(order, order[1:]):
+        shade_colour &= into_shade[longer] <= into_shade[shorter] + 0.1
+    static = static_objects(after, before, analysed & (labels == 0), pixel_size_m)
+    reach = max(1, int(round(p.ring_gap_m / pixel_size_m))) + 1
+    near = ndimage.grey_dilation(labels, size=(2 * reach + 1, 2 * reach + 1))
+    touches = np.bincount(near[static & (near > 0)], minlength=n + 1)[1:] > 0
+    shaded_after = darker_after & contrast.dark_after[1:] & (contrast.z_after[1:] >= p.z_shadow)
+    shaded_before = darker_before & contrast.dark_before[1:] & (contrast.z_before[1:] >= p.z_shadow)
+    out[1:] = (shaded_after | shaded_before) & shade_colour & touches
+    return out
+
+
+@dataclass(frozen=True)
+class RegionContrast:
+    """How much each region stands out from the ring around it in each date (arrays indexed by label, 0 unused).
+
+    ``z_*`` are robust Mahalanobis distances (sigmas) of the region's median
+    spectrum from its ring's; ``dark_*`` say the region is darker than its
+    ring in that date.
+    """
+
+    z_before: np.ndarray
+    z_after: np.ndarray
+    dark_before: np.ndarray
+    dark_after: np.ndarray
+
+
+def region_contrast(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarray, analysed: np.ndarray,
+                    noise: np.ndarray, pixel_size_m: float, p: RegionParams) -> RegionContrast:
+    """Contrast of every region with a ring ``p.ring_gap_m`` to ``p.ring_gap_m + p.ring_width_m`` around it,
+    other regions left out of the ring."""
     from imagery.objectchange import presence, ring_around
 
     gap = max(1, int(round(p.ring_gap_m / pixel_size_m)))
     width = max(2, int(round(p.ring_width_m / pixel_size_m)))
-    kinds: dict[int, str] = {}
+    z = np.zeros((2, n + 1))
+    dark = np.zeros((2, n + 1), bool)
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -227,17 +298,33 @@ def region_kinds(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarr
         region = labels[r0:r1, c0:c1] == i
         ring = ring_around(region, labels[r0:r1, c0:c1] > 0, analysed[r0:r1, c0:c1], gap, width)
         if ring.sum() < 8:
-            kinds[i] = "changed"
             continue
-        z_after = np.sqrt(presence(after[:, r0:r1, c0:c1], region, ring, noise))
-        z_before = np.sqrt(presence(before[:, r0:r1, c0:c1], region, ring, noise))
-        if z_after > p.kind_ratio * z_before:
-            kinds[i] = "appeared"
-        elif z_before > p.kind_ratio * z_after:
-            kinds[i] = "disappeared"
-        else:
-            kinds[i] = "changed"
+        for k, image in enumerate((before, after)):
+            window = image[:, r0:r1, c0:c1]
+            z[k, i] = np.sqrt(presence(window, region, ring, noise))
+            dark[k, i] = np.median(window[:, region].mean(axis=0)) < np.median(window[:, ring].mean(axis=0))
+    return RegionContrast(z_before=z[0], z_after=z[1], dark_before=dark[0], dark_after=dark[1])
+
+
+def region_kinds(contrast: RegionContrast, labels_kept: np.ndarray, p: RegionParams) -> dict[int, str]:
+    """Change type per kept region: *appeared* when it stands out ``p.kind_ratio`` times more after than
+    before, *disappeared* the other way round, *changed* otherwise."""
+    kinds: dict[int, str] = {}
+    for new_id, old in enumerate(labels_kept, start=1):
+        za, zb = contrast.z_after[old], contrast.z_before[old]
+        kinds[new_id] = "appeared" if za > p.kind_ratio * zb else "disappeared" if zb > p.kind_ratio * za else "changed"
     return kinds
+
+
+def explanation_applies(removed_px: int, region_px: int, analysed_px: int) -> bool:
+    """An explanation is trusted unless it would remove nearly all of a large change.
+
+    Removing more than :data:`MAX_EXPLAINED_SHARE` of the changed regions when
+    they cover more than :data:`LARGE_CHANGE_SHARE` of the analysed area means
+    the explanation is not specific on this pair (it would explain a real new
+    building as well); a small change that is all nuisance may be removed whole.
+    """
+    return not (removed_px > MAX_EXPLAINED_SHARE * region_px and region_px > LARGE_CHANGE_SHARE * analysed_px)
 
 
 def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
@@ -282,7 +369,7 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     noise = quiet_noise(after - before, analysed)
     evidence = tolerant_chi2(before, after, noise, max(1, int(round(p.tolerance_m / px))))
     window = max(1, int(round(p.window_m / px)))
-    z_raw = robust_z(box_mean(evidence, window), analysed)
+    z_raw = robust_z(box_mean(evidence, analysed, window), analysed)
     strong = (z_raw > p.z_threshold) & analysed
     details: dict = {"statistic": "misregistration-tolerant change energy over the quietest-quarter noise, "
                                   f"averaged over {p.window_m:g} m",
@@ -293,10 +380,10 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     vegetation = vegetated_both(before, after, bands, analysed, px)
     typical = float(np.median(evidence[analysed]))
     gated = np.where(vegetation, np.minimum(evidence, typical), evidence)
-    z = robust_z(box_mean(gated, window), analysed)
+    z = robust_z(box_mean(gated, analysed, window), analysed)
     removed = strong & ~((z > p.z_threshold) & analysed)
     share = float(removed.sum()) / max(int(strong.sum()), 1)
-    applied = share <= MAX_EXPLAINED_SHARE
+    applied = explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum()))
     details["explanations"] = {"vegetation_both_dates": {"removed_pixels": int(removed.sum()),
                                                          "removed_share": round(share, 4), "applied": applied}}
     if not applied:
@@ -304,15 +391,21 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     labels, n = change_regions(z, analysed, px, p)
     details["regions_found"] = n
 
-    surface = smooth_surface_regions(labels, n, before, after, analysed, px, p)
-    surface_px = int(np.isin(labels, np.nonzero(surface)[0]).sum()) if surface.any() else 0
-    region_px = int((labels > 0).sum())
-    surface_share = surface_px / max(region_px, 1)
-    surface_applied = surface_share <= MAX_EXPLAINED_SHARE
-    details["explanations"]["smooth_surface"] = {"removed_pixels": surface_px, "removed_share": round(surface_share, 4),
-                                                 "applied": surface_applied}
-    if surface_applied and surface.any():
-        labels, n = relabel(labels, ~surface & (np.arange(n + 1) > 0))
-    kinds = region_kinds(labels, n, before, after, analysed, noise / np.sqrt(2), px, p)
+    analysed_px = int(analysed.sum())
+    contrast = region_contrast(labels, n, before, after, analysed, noise / np.sqrt(2), px, p)
+    explained = {"smooth_surface": smooth_surface_regions(labels, n, before, after, analysed, px, p),
+                 "moved_shadow": moved_shadow_regions(labels, n, before, after, bands, analysed, contrast, px, p)}
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    region_px = int(sizes[1:].sum())
+    keep = np.arange(n + 1) > 0
+    for name, regions in explained.items():
+        removed_px = int(sizes[regions & keep].sum())
+        applied = explanation_applies(removed_px, region_px, analysed_px)
+        details["explanations"][name] = {"removed_pixels": removed_px, "removed_share": round(removed_px / max(region_px, 1), 4),
+                                         "applied": applied}
+        if applied:
+            keep &= ~regions
+    labels, n = relabel(labels, keep)
+    kinds = region_kinds(contrast, np.nonzero(keep)[0], p)
     details["regions"] = len(kinds)
     return RegionChanges(labels.astype(np.int32), kinds, z, details)
