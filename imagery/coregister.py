@@ -133,9 +133,11 @@ def estimate_shift(
     valid : ndarray (rows, cols) bool
         Pixels valid in both dates.
     block_px : int, optional
-        Block side in pixels; default a power of two near a quarter of the
-        shorter side, clipped to 64-256; blocks overlap by half and need 80 %
-        valid pixels (invalid ones are zeroed after centring).
+        Block side in pixels; default the largest power of two up to half the
+        shorter side, clipped to 64-256 (a 256-pixel tile is measured in nine
+        128-pixel blocks: small blocks of a scene where half the ground
+        changed hold too little shared structure to agree); blocks overlap
+        by half and need 80 % valid pixels (invalid ones are zeroed after centring).
     upsample : int
         Phase-correlation upsampling factor: precision 1/upsample px.
     tolerance_px : float
@@ -156,7 +158,7 @@ def estimate_shift(
     """
     short = min(valid.shape)
     if block_px is None:
-        block_px = int(np.clip(2 ** np.floor(np.log2(max(short // 4, 64))), 64, 256))
+        block_px = int(np.clip(2 ** np.floor(np.log2(max(short // 2, 64))), 64, 256))
     block_px = min(block_px, short)
     origins = block_origins(valid, block_px)
     if not origins and valid.mean() > 0.5:

@@ -64,6 +64,7 @@ class RegionParams:
     texture_scale_m: float = 2.0
     shade_ratio: float = 0.7  # a moved shadow darkens every band to at most this ratio of the lit date
     z_shadow: float = 3.0  # and stands out darker than its surroundings by this many sigmas in the shaded date
+    max_shadow_m: float = 30.0  # and is no thicker than the shadow of a 17 m caster under a 60 degree sun
     kind_ratio: float = 1.5  # stands out this much more in one date: appeared / disappeared
     ring_gap_m: float = 1.0
     ring_width_m: float = 6.0
@@ -231,7 +232,8 @@ def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: 
     colour of skylight (it grows with wavelength: blue least, then green, red,
     NIR); in the shaded date the region stands out darker than its
     surroundings (``p.z_shadow`` sigmas: a field where a roof was later built
-    does not); and it touches a static
+    does not); it is no thicker than ``p.max_shadow_m`` (a wood cleared to
+    bright soil matches the colour rules but is hectares wide); and it touches a static
     object that stands out from the ground at both dates (the caster).
     """
     from imagery.objectchange import static_objects
@@ -254,13 +256,14 @@ def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: 
     shade_colour = np.ones(n, bool)
     for shorter, longer in zip(order, order[1:]):
         shade_colour &= into_shade[longer] <= into_shade[shorter] + 0.1
-    static = static_objects(after, before, analysed & (labels == 0), pixel_size_m)
+    thickness = 2 * np.asarray(ndimage.maximum(ndimage.distance_transform_edt(labels > 0), labels, index)) * pixel_size_m
+    static = static_objects(np.maximum(after, floor), np.maximum(before, floor), analysed & (labels == 0), pixel_size_m)
     reach = max(1, int(round(p.ring_gap_m / pixel_size_m))) + 1
     near = ndimage.grey_dilation(labels, size=(2 * reach + 1, 2 * reach + 1))
     touches = np.bincount(near[static & (near > 0)], minlength=n + 1)[1:] > 0
     shaded_after = darker_after & contrast.dark_after[1:] & (contrast.z_after[1:] >= p.z_shadow)
     shaded_before = darker_before & contrast.dark_before[1:] & (contrast.z_before[1:] >= p.z_shadow)
-    out[1:] = (shaded_after | shaded_before) & shade_colour & touches
+    out[1:] = (shaded_after | shaded_before) & shade_colour & touches & (thickness <= p.max_shadow_m)
     return out
 
 
