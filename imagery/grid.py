@@ -94,13 +94,15 @@ class Grid:
     def from_bounds(cls, bounds: tuple[float, float, float, float], crs: CRS, res: float,
                     origin: tuple[float, float] = (0.0, 0.0)) -> Grid:
         """A grid of square ``res`` pixels covering ``bounds``, its edges snapped outwards onto the lattice
-        ``origin + k * res`` (so a grid can share the pixel lattice of a scene and read it without resampling)."""
+        ``origin + k * res`` (so a grid can share the pixel lattice of a scene and read it without resampling).
+        Edges within a thousandth of a pixel of the lattice (round-trip reprojection error) snap to it."""
         ox, oy = origin
         left, bottom, right, top = bounds
-        left = ox + math.floor((left - ox) / res) * res
-        top = oy + math.ceil((top - oy) / res) * res
-        right = ox + math.ceil((right - ox) / res) * res
-        bottom = oy + math.floor((bottom - oy) / res) * res
+        eps = 1e-3
+        left = ox + math.floor((left - ox) / res + eps) * res
+        top = oy + math.ceil((top - oy) / res - eps) * res
+        right = ox + math.ceil((right - ox) / res - eps) * res
+        bottom = oy + math.floor((bottom - oy) / res + eps) * res
         cols = max(1, round((right - left) / res))
         rows = max(1, round((top - bottom) / res))
         return cls(CRS.from_user_input(crs), Affine(res, 0.0, left, 0.0, -res, top), (rows, cols))
@@ -226,7 +228,9 @@ def analysis_grid(
     if crs is None:
         centre = aoi_lonlat.centroid
         crs = utm_crs_for(centre.x, centre.y)
-    bounds = transform_bounds_densified(aoi_lonlat.bounds, LONLAT, crs)
+    # the geometry's own outline in the grid CRS: the bounds of its lon/lat bounding box would add the corners
+    # a lon/lat box has beyond a UTM-aligned scene (a border of pixels no scene covers)
+    bounds = shape(transform_geom(LONLAT, crs, mapping(aoi_lonlat))).bounds
     padded = (bounds[0] - margin_m, bounds[1] - margin_m, bounds[2] + margin_m, bounds[3] + margin_m)
     origin = (0.0, 0.0)
     if (align_to is not None and CRS.from_user_input(align_to.crs) == CRS.from_user_input(crs)
