@@ -25,7 +25,7 @@ from app.errors import Overloaded, ProductUnavailable, log_once
 from app.settings import Settings
 
 #: Bump when rendering changes, so ETags and disk caches of older renderings are not reused.
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 
 
 @dataclass(frozen=True)

@@ -371,3 +371,49 @@ def test_read_budget(product):
             r.render("before", t.z, t.x, t.y)
         t = TMS.tile(*_obj_centre(), info.maxzoom + 2)  # overzoomed: a small read
         assert _decode(r.render("before", t.z, t.x, t.y))[..., 3].any()
+
+
+# --- transparency: a tile shows exactly the alpha the layer asks for, whatever it covers ---------------------
+
+# Three cases per layer: a tile wholly inside the not-analysed (no data) columns, one straddling their edge,
+# one outside the product; plus a score tile wholly inside the high-score object.
+WHOLLY_NA = (23, BAD_COLS / 2, SIZE / 2)   # z23: ~3 m across, inside the 5 m wide strip
+PARTLY_NA = (21, BAD_COLS, SIZE / 2)        # the strip's edge in the middle of the tile
+OUTSIDE = (21, -40, SIZE / 2)               # 20 m west of the product
+
+
+def _tile_alpha(renderer, layer, z, col, row):
+    t, _, _ = _pixel_of(z, *_lonlat(col, row))
+    return _decode(renderer.render(layer, z, t.x, t.y))[..., 3]
+
+
+def test_changes_wholly_not_analysed_is_translucent(renderer):
+    """The hatch over not-analysed ground must let the imagery show through, even when it fills the tile."""
+    alpha = _tile_alpha(renderer, "changes", *WHOLLY_NA)
+    assert set(np.unique(alpha)) == {45, 150}  # hatch lines and the grey between them, never opaque
+
+
+def test_changes_partly_not_analysed(renderer):
+    alpha = _tile_alpha(renderer, "changes", *PARTLY_NA)
+    assert set(np.unique(alpha)) == {0, 45, 150}  # analysed without change: fully transparent
+
+
+@pytest.mark.parametrize("layer", ["before", "after", "score"])
+def test_no_data_is_transparent_wholly_or_partly(renderer, layer):
+    assert not _tile_alpha(renderer, layer, *WHOLLY_NA).any()
+    alpha = _tile_alpha(renderer, layer, *PARTLY_NA)
+    assert (alpha == 0).any()
+    if layer != "score":  # imagery is opaque where valid; low scores are transparent anyway
+        assert set(np.unique(alpha)) == {0, 255}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_outside_the_product_is_transparent(renderer, layer):
+    assert not _tile_alpha(renderer, layer, *OUTSIDE).any()
+
+
+def test_score_wholly_inside_a_change_stays_translucent(renderer):
+    """A tile covered by high scores keeps the ramp's alpha (at most 190), never turning opaque."""
+    r0, r1, c0, c1 = OBJ
+    alpha = _tile_alpha(renderer, "score", 22, (c0 + c1) / 2, (r0 + r1) / 2)  # ~6 m tile in the 20 m object
+    assert alpha.min() > 100 and alpha.max() < 255
