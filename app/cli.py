@@ -61,7 +61,8 @@ def detect(
     if out_dir.exists() and not overwrite:
         fail(f"{out_dir} already exists; choose another folder or pass --overwrite")
     try:
-        aoi_geom = read_aoi_file(aoi).geometry if aoi else None
+        aoi_read = read_aoi_file(aoi) if aoi else None
+        aoi_geom = aoi_read.geometry if aoi_read else None
         before_info = inspect_scene(before, bands=split_bands(before_bands), acquired=before_date)
         after_info = inspect_scene(after, bands=split_bands(after_bands), acquired=after_date)
         params = AnalysisParams(method=chosen, pixel_size_m=pixel_size)
@@ -71,10 +72,34 @@ def detect(
             analysis = analyze(before_info, after_info, aoi_geom, params,
                                progress=lambda stage, f: bar.update(task, description=stage, completed=f))
             bar.update(task, description="writing products", completed=0.9)
-            write_products(analysis, out_dir, overwrite=overwrite)
+            write_products(analysis, out_dir, overwrite=overwrite,
+                           aoi={"name": aoi_read.name, "area_m2": round(aoi_read.area_m2, 1)} if aoi_read else None)
     except (ImageryError, InvalidAOIError, ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     print_summary(analysis, out_dir)
+
+
+@app.command()
+def export(
+    product_dir: Path = typer.Argument(..., help="A product folder written by `detect` or the service."),
+    formats: list[str] = typer.Option(["kml", "gpkg", "csv"], "--format", "-f", help="kml, gpkg or csv (repeat for several)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write to (default: the product folder)."),
+):
+    """Write the change objects as KML (Google Earth), GeoPackage (QGIS/ArcGIS) and CSV, with their provenance."""
+    from imagery.exports import EXPORTS, write_exports
+    from imagery.products import read_changes, read_summary
+
+    unknown = [f for f in formats if f not in EXPORTS]
+    if unknown:
+        fail(f"unknown format {unknown[0]!r}; choose {', '.join(EXPORTS)}", 2)
+    try:
+        fc, summary = read_changes(product_dir), read_summary(product_dir)
+    except (OSError, ValueError) as exc:
+        fail(f"{product_dir} is not a product folder ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    target = out_dir or product_dir
+    target.mkdir(parents=True, exist_ok=True)
+    for path in write_exports(fc, summary, target, formats=tuple(dict.fromkeys(formats))):
+        out.print(str(path), highlight=False)
 
 
 @app.command()

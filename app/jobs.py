@@ -271,7 +271,7 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
 
     from aoi import parse_aoi
     from imagery.pipeline import AnalysisParams, analyze
-    from imagery.products import write_products
+    from imagery.products import read_summary, write_products
     from imagery.scenes import SceneLimits, inspect_scene
 
     with sessions() as session:
@@ -305,10 +305,9 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     analysis_params = AnalysisParams(method=method, max_pixels=settings.max_analysis_pixels, **params)
     result = analyze(scene_info(before_row), scene_info(after_row), shape(aoi.to_geojson()), analysis_params, progress=progress)
     progress("writing products", 1.0)
+    for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
+        result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
     rel = Path("analyses") / analysis_id
-    write_products(result, data_dir / rel, overwrite=True)
-    summary = result.summary()
-    summary["sources"]["before"].update(scene_id=before_row.id, file=before_row.filename)
-    summary["sources"]["after"].update(scene_id=after_row.id, file=after_row.filename)
-    summary["aoi"] = {"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)}
-    return summary, str(rel)
+    write_products(result, data_dir / rel, overwrite=True,
+                   aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
+    return read_summary(data_dir / rel), str(rel)

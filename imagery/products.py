@@ -24,8 +24,26 @@ from imagery.errors import ProductError
 from imagery.grid import Grid
 from imagery.objects import ChangeObject
 
-#: Files of a complete product folder.
-PRODUCT_FILES = ("changes.geojson", "change_mask.tif", "change_score.tif", "before.tif", "after.tif", "summary.json", "report.png")
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+#: Files of a complete product folder, with the media type each is served as.
+PRODUCT_MEDIA_TYPES = {
+    "changes.geojson": "application/geo+json",
+    "changes.kml": "application/vnd.google-earth.kml+xml",
+    "changes.gpkg": "application/geopackage+sqlite3",
+    "changes.csv": "text/csv; charset=utf-8",
+    "change_mask.tif": COG_MEDIA_TYPE,
+    "change_score.tif": COG_MEDIA_TYPE,
+    "before.tif": COG_MEDIA_TYPE,
+    "after.tif": COG_MEDIA_TYPE,
+    "summary.json": "application/json",
+    "report.png": "image/png",
+    "report.pdf": "application/pdf",
+}
+PRODUCT_FILES = tuple(PRODUCT_MEDIA_TYPES)
+
+#: Outline and label colour of each change type (report, exports; the viewer's CSS uses the same).
+CHANGE_COLOURS = {"appeared": "#ff2a2a", "disappeared": "#19d3ff", "changed": "#ffd21a"}
 
 SCORE_NODATA = -1.0
 #: Lossless compression of product COGs (ZSTD needs GDAL >= 2.3, which every current QGIS/GDAL has).
@@ -87,10 +105,35 @@ def geometry_lonlat(geometry, grid: Grid) -> dict:
     return transform_geom(grid.crs, "EPSG:4326", mapping(geometry), precision=7)
 
 
+def mgrs_reference(lon: float, lat: float, digits: int = 5) -> str:
+    """The MGRS reference of a point, spaced as analysts write it: ``34T GT 00596 34130`` (1 m with 5 digits)."""
+    import mgrs
+
+    ref = mgrs.MGRS().toMGRS(lat, lon, MGRSPrecision=digits)
+    head, east, north = ref[: -2 * digits], ref[-2 * digits: -digits], ref[-digits:]
+    return f"{head[:-2]} {head[-2:]} {east} {north}"
+
+
+def centre_lonlat(geometry, crs) -> tuple[float, float]:
+    """Centroid of a geometry in ``crs`` as (lon, lat), 7 decimals (~1 cm)."""
+    from pyproj import Transformer
+
+    c = geometry.centroid
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(c.x, c.y)
+    return round(lon, 7), round(lat, 7)
+
+
+def aoi_summary(area_lonlat, aoi: dict | None) -> dict:
+    """``summary["aoi"]``: what the caller knows of the AOI (id, name, area) plus its centre and MGRS reference."""
+    lon, lat = centre_lonlat(area_lonlat, "EPSG:4326")
+    return {"name": None, **(aoi or {}), "centre_lonlat": [lon, lat], "mgrs": mgrs_reference(lon, lat)}
+
+
 def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_date: str | None, after_date: str | None) -> dict:
     """The change objects as a GeoJSON FeatureCollection in EPSG:4326 (changes.geojson)."""
     feats = []
     for o in objects:
+        lon, lat = centre_lonlat(o.geometry, grid.crs)
         feats.append({
             "type": "Feature",
             "id": o.id,
@@ -107,6 +150,9 @@ def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_d
                 "brightness_before": round(o.brightness_before, 5),
                 "brightness_after": round(o.brightness_after, 5),
                 "vehicles": o.vehicles,
+                "centre_lon": lon,
+                "centre_lat": lat,
+                "mgrs": mgrs_reference(lon, lat),
                 "before_date": before_date,
                 "after_date": after_date,
             },
@@ -114,7 +160,7 @@ def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_d
     return {"type": "FeatureCollection", "features": feats}
 
 
-def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = False, render_report=None) -> Path:
+def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = False, aoi: dict | None = None) -> Path:
     """Write the product folder of an :class:`imagery.pipeline.Analysis` atomically.
 
     Parameters
@@ -122,17 +168,17 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
     analysis : Analysis
     outdir : path-like
         The folder to create. It must not exist unless ``overwrite``.
-    render_report : callable, optional
-        ``render_report(analysis, path)``; default :func:`imagery.report.render_report`.
+    aoi : dict, optional
+        What is known of the AOI (``name``, ``id``, ``area_m2``); the summary adds its centre and MGRS reference.
 
     Returns
     -------
     Path
         ``outdir``, complete.
     """
-    from imagery.report import render_report as default_report
+    from imagery.exports import write_exports
+    from imagery.report import render_report
 
-    render_report = render_report or default_report
     outdir = Path(outdir)
     if outdir.exists() and not overwrite:
         raise ProductError(f"{outdir} already exists; choose another folder or allow overwriting")
@@ -141,10 +187,12 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
     tmp.mkdir()
     try:
         summary = analysis.summary()
+        summary["aoi"] = aoi_summary(analysis.area_lonlat, aoi)
         grid = analysis.grid
         before_date, after_date = summary["before_date"], summary["after_date"]
         fc = changes_feature_collection(analysis.objects, grid, before_date, after_date)
         (tmp / "changes.geojson").write_text(json.dumps(fc))
+        write_exports(fc, summary, tmp)
         write_cog(tmp / "change_mask.tif", analysis.mask.astype(np.uint8), grid, nodata=MASK_NOT_ANALYSED,
                   overview_resampling="nearest", descriptions=("change",),
                   tags={"VALUES": "0 no change, 1 appeared, 2 disappeared, 3 changed, 255 not analysed"})
@@ -156,7 +204,7 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
             write_cog(tmp / f"{name}.tif", raster.data.astype(np.float32), grid, mask=raster.valid,
                       overview_resampling="average", descriptions=raster.bands,
                       tags={"ACQUISITION_DATE": summary[f"{name}_date"] or "", "BAND_NAMES": ",".join(raster.bands)})
-        render_report(analysis, tmp / "report.png")
+        render_report(analysis, summary, tmp)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
         if outdir.exists():
             old = outdir.parent / f".{outdir.name}.old-{uuid.uuid4().hex[:8]}"

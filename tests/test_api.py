@@ -329,6 +329,7 @@ def test_killed_server_loses_no_analysis(tmp_path):
         assert body["status"] == "succeeded", body["error"]
         assert body["attempts"] == 2
         assert sorted(p.name for p in (srv.data_dir / "analyses" / aid).iterdir()) == sorted(
-            ["after.tif", "before.tif", "change_mask.tif", "change_score.tif", "changes.geojson", "report.png", "summary.json"])
+            ["after.tif", "before.tif", "change_mask.tif", "change_score.tif", "changes.geojson", "changes.kml", "changes.gpkg",
+             "changes.csv", "report.png", "report.pdf", "summary.json"])
     finally:
         srv2.stop()

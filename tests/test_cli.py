@@ -34,7 +34,8 @@ def test_detect_writes_the_product_folder(pair, tmp_path):
     r = basewatch("detect", before, after, "--out", out, "--aoi", aoi, "--quiet")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["changes.geojson", "change_mask.tif", "change_score.tif", "before.tif", "after.tif", "summary.json", "report.png"])
+        ["changes.geojson", "changes.kml", "changes.gpkg", "changes.csv", "change_mask.tif", "change_score.tif", "before.tif",
+         "after.tif", "summary.json", "report.png", "report.pdf"])
     assert "objects" in r.stdout and "products:" in r.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["before_date"] == "2024-03-01" and summary["after_date"] == "2024-04-15"
@@ -43,9 +44,19 @@ def test_detect_writes_the_product_folder(pair, tmp_path):
     assert sum(f["properties"]["change"] == "appeared" for f in fc["features"]) >= len(centres) - 1
     with rasterio.open(out / "change_mask.tif") as ds:
         assert ds.crs.to_epsg() == 32635 and ds.nodata == 255
+    assert summary["aoi"]["name"] == "aoi" and len(summary["aoi"]["mgrs"].split()) == 4  # named after the AOI file
     # an existing folder is not overwritten without --overwrite
     r = basewatch("detect", before, after, "--out", out, "--quiet")
     assert r.returncode != 0 and "already exists" in r.stderr
+
+    # `export` writes the same exports again from the product folder, elsewhere
+    r = basewatch("export", out, "--format", "csv", "--format", "gpkg", "--out", tmp_path / "exports")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["changes.csv", "changes.gpkg"]
+    assert (tmp_path / "exports" / "changes.csv").read_bytes() == (out / "changes.csv").read_bytes()
+    for args, message in (([out, "--format", "shp"], "unknown format 'shp'"), ([tmp_path / "nowhere"], "not a product folder")):
+        r = basewatch("export", *args)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def bad_input_cases(tmp_path, pair):
