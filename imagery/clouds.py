@@ -26,6 +26,9 @@ from imagery.background import robust_sigma
 CLOUD_CORE_M2 = 2_500.0
 #: Above this a bright/dark core is a cloud (shadow) whatever its outline.
 CLOUD_LARGE_M2 = 10_000.0
+#: A cloud core is at least this thick (twice its largest inscribed radius): a new road or a row of white roofs
+#: is long and bright but thin.
+CLOUD_MIN_WIDTH_M = 40.0
 #: A region must span this many pixels before its outline can be told from a building's.
 MIN_OUTLINE_PX = 400
 #: Outline perimeter / convex-hull perimeter above which a core counts as irregular (cloud-like).
@@ -83,7 +86,8 @@ def robust_z(values: np.ndarray, valid: np.ndarray, *, sample: int = 1_000_000) 
 
 def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarray, pixel_size_m: float,
                      *, near_m: float = 15.0, fringe_m: float = 8.0) -> np.ndarray:
-    """Keep candidate components that are cloud-like (large, or large and irregular), add small candidates
+    """Keep candidate components that are cloud-like (large, or large and irregular, and at least
+    :data:`CLOUD_MIN_WIDTH_M` thick), add small candidates
     within ``near_m`` of them (puffs), grow into the connected fringe up to ``fringe_m`` beyond them
     (soft edges) and add :data:`MARGIN_M`."""
     px_area = pixel_size_m**2
@@ -96,7 +100,10 @@ def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarr
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         m = labels[sl] == i
         area = m.sum()
-        if area >= large_px or (area >= core_px and irregularity(m) > IRREGULARITY):
+        if area < core_px:
+            continue
+        thickness_m = 2 * float(ndimage.distance_transform_edt(np.pad(m, 1)).max()) * pixel_size_m
+        if thickness_m >= CLOUD_MIN_WIDTH_M and (area >= large_px or irregularity(m) > IRREGULARITY):
             keep[i] = True
     cores = keep[labels]
     if not cores.any():

@@ -110,12 +110,14 @@ class Analysis:
             "method": self.params.method,
             "threshold": {"score": round(self.change.threshold, 6), "rule": self.change.rule},
             "change_details": jsonable(self.change.details),
+            "stages": stage_accounting(self.change.details),
             "params": self.params.to_dict(),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "caveats": caveats(
                 bands=tuple(self.before.bands), dtypes=tuple(self.sources.get(d, {}).get("dtype", "") for d in ("before", "after")),
                 pixel_size_m=px_m, not_analysed_fraction=not_analysed,
-                shift_blocks=(self.shift.blocks_used, self.shift.blocks_total), dates=(self.before.acquired, self.after.acquired)),
+                shift_blocks=(self.shift.blocks_used, self.shift.blocks_total), dates=(self.before.acquired, self.after.acquired))
+            + stage_caveats(stage_accounting(self.change.details)),
         }
 
     def aoi_pixels(self) -> int:
@@ -152,6 +154,56 @@ def caveats(*, bands: tuple[str, ...], dtypes: tuple[str, ...], pixel_size_m: fl
     for name, date in zip(("before", "after"), dates):
         if date is None:
             out.append(f"{name} acquisition date unknown")
+    return out
+
+
+#: A stage that removes at least this share of its candidate change gets a caveat.
+OVERRIDE_SHARE = 0.9
+
+#: What each explanation stands for, in an analyst's words.
+EXPLANATION_WORDS = {
+    "illumination_season_lean": "sun, shade, season or lean",
+    "vegetation_both_dates": "vegetation at both dates (phenology)",
+    "smooth_surface": "fields or water that changed colour (smooth at both dates)",
+    "moved_shadow": "cast shadows that moved with the sun",
+}
+
+
+def stage_accounting(details: dict) -> list[dict]:
+    """Per stage of the change method: the candidate change it removed (pixels, share) and why.
+
+    Read from the method's details (the object stage's candidate and
+    unexplained pixels, the region stage's explanations), so ``0 objects``
+    can be told apart from "everything was explained away".
+    """
+    out = []
+    if details.get("candidate_pixels"):
+        candidates = int(details["candidate_pixels"])
+        removed = candidates - int(details.get("unexplained_pixels", 0))
+        out.append({"stage": "objects", "explanation": "illumination_season_lean", "candidate_pixels": candidates,
+                    "removed_pixels": removed, "removed_share": round(removed / candidates, 4), "applied": True})
+    regions = details.get("areas", details if "explanations" in details else {})
+    for name, e in regions.get("explanations", {}).items():
+        out.append({"stage": "regions", "explanation": name, "removed_pixels": int(e["removed_pixels"]),
+                    "removed_share": float(e["removed_share"]), "applied": bool(e["applied"])})
+    return out
+
+
+def stage_caveats(stages: list[dict]) -> list[str]:
+    """Caveats for stages that overrode most of the change, or explanations judged unspecific on this pair."""
+    out = []
+    for s in stages:
+        words = EXPLANATION_WORDS.get(s["explanation"], s["explanation"])
+        pct = 100 * s["removed_share"]
+        if not s["applied"]:
+            out.append(f"the {s['stage']} stage would have explained {pct:.0f} % of a large change as {words}; "
+                       "on this pair that explanation is not specific and was not applied, so part of the changed "
+                       "areas may be that")
+        elif s["stage"] == "objects" and s["removed_share"] >= OVERRIDE_SHARE:
+            out.append(f"the object stage explained {pct:.0f} % of its candidate change as {words}: on this pair "
+                       "those explanations may also cover real vehicles, so vehicle counts are a lower bound")
+        elif s["removed_share"] >= OVERRIDE_SHARE:
+            out.append(f"the {s['stage']} stage removed {pct:.0f} % of the candidate change as {words}")
     return out
 
 
