@@ -1,18 +1,25 @@
-"""Accuracy benchmark: object- and pixel-level scores on synthetic scenarios and on real Sentinel-2 pairs.
+"""Accuracy benchmark: pixel scores on real pairs first, then object- and pixel-level scores on synthetic scenes.
 
-    python bench/accuracy.py [--seeds 3] [--methods default,diff] [--presets ...] [--oscd PATH] [--no-synth] [--no-oscd] [--no-alt]
+    python bench/accuracy.py [--methods auto,cva,diff] [--vhr PATH] [--oscd PATH] [--no-real] [--no-oscd]
+                             [--seeds 3] [--presets ...] [--no-synth] [--no-alt]
 
-For every synthetic scenario (imagery.synth presets x seeds, plus the
-independent generator in bench/altsynth.py when present) it prints object
-precision/recall/F1 (all objects, and vehicles), false objects per km², and
-pixel F1, for each method in the same process; then pixel F1 per OSCD city
-(labels mark urban change only) beside the `diff` baseline.
+Real pairs (every method in the same process): each dataset folder under
+``--vhr`` (AirChange at 1.5 m, LEVIR-CD tiles at 0.5 m, ...) and the OSCD
+Sentinel-2 cities; per pair and per dataset (pooled over its pixels and the
+mean of its pairs) pixel precision, recall, F1 and the share of pixels
+reported changed. Read each dataset's README for what its labels mark.
+
+Synthetic scenes (imagery.synth presets x seeds, plus the independent
+generator in bench/altsynth.py): what real labels lack, vehicles with known
+truth: object precision/recall/F1 (all objects, and vehicles), false objects
+per km² and pixel F1.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 import json
 import sys
 import tempfile
@@ -33,6 +40,7 @@ from imagery.scenes import inspect_scene  # noqa: E402
 
 console = Console(width=200)
 OSCD = ROOT.parent / "shared" / "data" / "oscd"
+VHR = ROOT.parent / "shared" / "data" / "vhr"
 PRESETS = ("default", "nuisance_only", "webmercator", "lonlat", "rgb8", "south", "coarse3m", "sentinel10m")
 
 
@@ -158,58 +166,117 @@ def print_synthetic_tables(totals: dict) -> None:
     console.print(summary)
 
 
-def bench_oscd(methods, oscd: Path):
+@dataclass
+class RealScore:
+    """Pixel counts of one method on one real pair, and its run time."""
+
+    tp: int
+    fp: int
+    fn: int
+    changed_share: float
+    seconds: float
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        return f1(self.tp, self.fp, self.fn)
+
+
+def real_pairs(root: Path) -> list[Path]:
+    """Pair folders (before.tif, after.tif, truth_mask.tif) under ``root``, sorted."""
+    return sorted(p for p in root.iterdir() if (p / "truth_mask.tif").exists()) if root.exists() else []
+
+
+def score_real_pair(folder: Path, method: str) -> RealScore:
+    """Run ``method`` on a real pair and count change pixels against its truth mask (on the truth's grid)."""
     import rasterio
     from rasterio.warp import Resampling, reproject
 
-    cities = sorted(p.name for p in oscd.iterdir() if (p / "truth_mask.tif").exists())
-    scores = {m: {} for m in methods}
-    for city in cities:
-        folder = oscd / city
-        with rasterio.open(folder / "truth_mask.tif") as ds:
-            truth = ds.read(1)
-            t_transform, t_crs = ds.transform, ds.crs
-        for method in methods:
-            result, seconds = run_pair(folder, method)
-            ours = np.full(truth.shape, 255, np.uint8)
-            reproject(result.mask, ours, src_transform=result.grid.transform, src_crs=result.grid.crs,
-                      dst_transform=t_transform, dst_crs=t_crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=None)
-            tp, fp, fn = pixel_counts(ours, truth)
-            p = tp / (tp + fp) if tp + fp else 1.0
-            r = tp / (tp + fn) if tp + fn else 1.0
-            scores[method][city] = (p, r, f1(tp, fp, fn), seconds)
-    return cities, scores
+    with rasterio.open(folder / "truth_mask.tif") as ds:
+        truth = ds.read(1)
+        t_transform, t_crs = ds.transform, ds.crs
+    result, seconds = run_pair(folder, method)
+    ours = np.full(truth.shape, 255, np.uint8)
+    reproject(result.mask, ours, src_transform=result.grid.transform, src_crs=result.grid.crs,
+              dst_transform=t_transform, dst_crs=t_crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=None)
+    tp, fp, fn = pixel_counts(ours, truth)
+    assessable = truth != 255
+    share = float(np.isin(ours[assessable], (1, 2, 3)).mean()) if assessable.any() else 0.0
+    return RealScore(tp, fp, fn, share, seconds)
+
+
+def bench_real(methods, datasets: dict[str, Path]) -> dict:
+    """{dataset: {pair: {method: RealScore}}} for every pair of every dataset, all methods in this process."""
+    out: dict = {}
+    for name, root in datasets.items():
+        for folder in real_pairs(root):
+            for method in methods:
+                score = score_real_pair(folder, method)
+                out.setdefault(name, {}).setdefault(folder.name, {})[method] = score
+                console.print(f"{name:10s} {folder.name:22s} {method:8s} P {score.precision:.3f} R {score.recall:.3f} "
+                              f"F1 {score.f1:.3f} changed {100 * score.changed_share:5.1f} %  {score.seconds:.1f}s",
+                              highlight=False)
+    return out
+
+
+def print_real_tables(scores: dict, methods) -> None:
+    """Per pair and per dataset (pooled over its pixels, and the mean of its pairs): precision, recall, F1."""
+    for name, pairs in scores.items():
+        table = Table(title=f"{name}: pixel scores on real pairs (labels: see the dataset's README)")
+        table.add_column("pair")
+        for m in methods:
+            for col in ("P", "R", "F1", "changed %"):
+                table.add_column(f"{m} {col}", justify="right")
+        for pair, by_method in pairs.items():
+            table.add_row(pair, *[v for m in methods for v in (f"{by_method[m].precision:.3f}", f"{by_method[m].recall:.3f}",
+                                                                 f"{by_method[m].f1:.3f}", f"{100 * by_method[m].changed_share:.1f}")])
+        for label, agg in (("pooled", pooled_real), ("mean", mean_real)):
+            table.add_row(label, *[v for m in methods for v in agg([p[m] for p in pairs.values()])])
+        console.print(table)
+
+
+def pooled_real(scores: list[RealScore]) -> list[str]:
+    tp, fp, fn = (sum(getattr(s, k) for s in scores) for k in ("tp", "fp", "fn"))
+    pooled = RealScore(tp, fp, fn, 0.0, 0.0)
+    return [f"{pooled.precision:.3f}", f"{pooled.recall:.3f}", f"{pooled.f1:.3f}", ""]
+
+
+def mean_real(scores: list[RealScore]) -> list[str]:
+    return [f"{np.mean([getattr(s, k) for s in scores]):.3f}" for k in ("precision", "recall", "f1")] + [
+        f"{100 * np.mean([s.changed_share for s in scores]):.1f}"]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", default=f"{DEFAULT_METHOD},diff")
+    ap.add_argument("--methods", default=f"{DEFAULT_METHOD},cva,diff")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--oscd", type=Path, default=OSCD)
+    ap.add_argument("--vhr", type=Path, default=VHR, help="folder of very-high-resolution datasets (one sub-folder each)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real pairs (VHR and OSCD)")
     ap.add_argument("--no-oscd", action="store_true")
     ap.add_argument("--no-synth", action="store_true")
     ap.add_argument("--no-alt", action="store_true")
     args = ap.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = list(range(args.seeds))
-    with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp:
-        if not args.no_synth:
+    if not args.no_real:
+        datasets = {p.name: p for p in sorted(args.vhr.iterdir()) if p.is_dir()} if args.vhr.exists() else {}
+        if not args.no_oscd:
+            datasets["oscd"] = args.oscd
+        print_real_tables(bench_real(methods, datasets), methods)
+    if not args.no_synth:
+        with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp:
             rows, totals = bench_synthetic(methods, [p for p in args.presets.split(",") if p], seeds, Path(tmp),
                                            include_alt=not args.no_alt)
             print_synthetic_tables(totals)
-    if not args.no_oscd and args.oscd.exists():
-        cities, scores = bench_oscd(methods, args.oscd)
-        table = Table(title="OSCD Sentinel-2 pairs: pixel scores (urban change labels)")
-        table.add_column("city")
-        for m in methods:
-            table.add_column(f"{m} P", justify="right")
-            table.add_column(f"{m} R", justify="right")
-            table.add_column(f"{m} F1", justify="right")
-        for city in cities:
-            table.add_row(city, *[f"{v:.3f}" for m in methods for v in scores[m][city][:3]])
-        table.add_row("mean", *[f"{np.mean([scores[m][c][k] for c in cities]):.3f}" for m in methods for k in range(3)])
-        console.print(table)
 
 
 if __name__ == "__main__":
