@@ -10,6 +10,7 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -175,7 +176,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 405:  # Allow: every method of every route of this path, not just the first route's
             path = request.scope["path"]
-            methods = {m for r in request.app.routes if getattr(r, "methods", None) and r.path_regex.match(path) for m in r.methods}
+            routes = (ctx.original_route for ctx in iter_route_contexts(request.app.routes))  # with routers' prefixes
+            methods = {m for r in routes if getattr(r, "methods", None) and r.path_regex.match(path) for m in r.methods}
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
         return await http_exception_handler(request, exc)
 

@@ -18,7 +18,8 @@ from app.ingest import Converter
 from app.jobs import Dispatcher, make_executor
 from app.metrics import Metrics
 from app.middleware import BodyLimit, CorsByRoute, RedactTokens, RequestMetrics, SecurityHeaders
-from app.routes import aois, analyses, health, scenes, tiles, viewer
+from app.openapi import install_openapi
+from app.routes import add_head_routes, aois, analyses, health, scenes, tiles, viewer
 from app.settings import Settings
 from app.sweep import sweep_leftovers
 from app.tilecache import ProductCache
@@ -99,4 +100,6 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
 
     for module in (health, scenes, aois, analyses, tiles, viewer):
         app.include_router(module.router)
+    add_head_routes(app)
+    install_openapi(app)
     return app

@@ -15,7 +15,7 @@ from app.errors import Forbidden, InvalidRequest, PayloadTooLarge, error_respons
 
 #: Routes map clients fetch (cross-origin from ``cors_origins``, ``?token=`` accepted); the rest is the API.
 MAP_ROUTE = re.compile(r"^/v1/(viewer-assets/|analyses/[^/]+/(tiles/|files/|tilejson\.json$|WMTSCapabilities\.xml$"
-                       r"|changes\.geojson$|report\.png$|summary\.json$|viewer$))")
+                       r"|changes\.geojson$|report\.(png|pdf)$|summary\.json$|exports/(kml|gpkg|csv)$|viewer$))")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 

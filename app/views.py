@@ -39,6 +39,8 @@ def analysis_links(analysis_id: str, base: str, status: str) -> dict[str, str]:
         links.update({
             "changes": f"{root}/changes.geojson",
             "report": f"{root}/report.png",
+            "report_pdf": f"{root}/report.pdf",
+            **{f"export_{fmt}": f"{root}/exports/{fmt}" for fmt in ("kml", "gpkg", "csv")},
             "summary": f"{root}/summary.json",
             "viewer": f"{root}/viewer",
             "wmts": f"{root}/WMTSCapabilities.xml",

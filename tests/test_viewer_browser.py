@@ -30,7 +30,7 @@ from tests.live import ROOT, LiveServer, wait_for_analysis
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT = {"width": 1440, "height": 900}  # a laptop: everything analysts need without scrolling
 MAP_BACKGROUND = np.array((0x0B, 0x0D, 0x10))  # #map background in viewer.css
 CHANGE_RGB = np.array([(0xFF, 0x2A, 0x2A), (0x19, 0xD3, 0xFF), (0xFF, 0xD2, 0x1A)])
 
@@ -233,11 +233,13 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         assert core.std() > 12, f"the map looks blank (std {core.std():.1f})"
         painted = (np.abs(core - MAP_BACKGROUND).max(axis=-1) > 12).mean()
         assert painted > 0.3, f"only {painted:.0%} of the map's middle shows imagery"
-        with_overlay = change_coloured(img)
+        page.uncheck("#toggle-labels")  # the numbers are drawn in the change colours too
+        with_overlay = change_coloured(rgb(page.locator("#map").screenshot()))
         page.uncheck("#toggle-changes")
         wait_settled(page)
         without_overlay = change_coloured(rgb(page.locator("#map").screenshot()))
         page.check("#toggle-changes")
+        page.check("#toggle-labels")
         wait_settled(page)
         assert with_overlay >= 20 and with_overlay > 3 * without_overlay + 10, \
             f"change colours: {with_overlay} px with the overlay, {without_overlay} px without"
@@ -252,9 +254,34 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         assert shown == analysis["summary"]["caveats"]
         assert page.locator("#counts tbody tr").count() == 5
         assert page.locator("#object-list .object").count() == len(features)
-        report = page.get_attribute("#report-link", "href")
-        assert report.endswith(f"/v1/analyses/{analysis['id']}/report.png?token={key}")
-        assert httpx.get(report, timeout=30).headers["content-type"] == "image/png"
+        assert page.text_content("#aoi-name") == "viewer test"
+        assert analysis["summary"]["aoi"]["mgrs"] in page.text_content("#aoi-location")
+        for link, path, media in (("#report-link", "report.png", "image/png"), ("#report-pdf-link", "report.pdf", "application/pdf"),
+                                  ("#kml-link", "exports/kml", "application/vnd.google-earth.kml+xml"),
+                                  ("#gpkg-link", "exports/gpkg", "application/geopackage+sqlite3"),
+                                  ("#csv-link", "exports/csv", "text/csv; charset=utf-8")):
+            href = page.get_attribute(link, "href")
+            assert href.endswith(f"/v1/analyses/{analysis['id']}/{path}?token={key}"), href
+            assert httpx.get(href, timeout=30).headers["content-type"] == media
+
+        # The object list stands beside the map, its first rows visible without scrolling at 1440 x 900.
+        map_box = page.locator("#map").bounding_box()
+        rows = page.locator("#object-list .object")
+        for i in range(min(5, len(features))):
+            row = rows.nth(i).bounding_box()
+            assert row["x"] >= map_box["x"] + map_box["width"] - 1, (row, map_box)
+            assert row["y"] >= 0 and row["y"] + row["height"] <= VIEWPORT["height"], row
+            assert row["width"] >= 200
+
+        # Object numbers are vector markers, decluttered: those shown never overlap.
+        shown = page.evaluate("basewatchViewer.labelsShown")
+        assert 0 < shown <= len(features)
+        boxes = page.eval_on_selector_all(".bw-label:not(.cluttered) span", "es => es.map(e => { const r = e.getBoundingClientRect();"
+                                          " return [r.left, r.top, r.right, r.bottom]; })")
+        assert len(boxes) == shown
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
         # Auth as asked: header on JSON fetches, token-bearing TileJSON URLs for tiles.
         json_requests = [r for r in requests if r.resource_type == "fetch"]
@@ -281,6 +308,16 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         assert page.locator(".leaflet-bw-highlight-pane path").count() >= 1
         assert "selected" in first.get_attribute("class")
         assert page.locator(".bw-popup").count() == 1
+        # the popup says what, when and where: id, class, change, area, dates, coordinates, MGRS, vehicles
+        props = feature["properties"]
+        popup = page.text_content(".bw-popup")
+        c_lat, c_lon = props["centre_lat"], props["centre_lon"]
+        for expected in (f"#{object_id}", {"vehicle": "Vehicle", "vehicle_group": "Vehicle group", "tent": "Tent",
+                                           "structure": "Structure", "other": "Other"}[props["class"]],
+                         props["change"], f"{props['area_m2']:,.1f} m²", f"{props['before_date']} → {props['after_date']}",
+                         f"{abs(c_lat):.6f}° {'N' if c_lat >= 0 else 'S'}, {abs(c_lon):.6f}° {'E' if c_lon >= 0 else 'W'}",
+                         props["mgrs"], f"Vehicles (est.){props['vehicles']}"):
+            assert expected in popup, (expected, popup)
 
         # Dragging the swipe divider moves the clip of the after layer.
         pane = ".leaflet-bw-after-pane"
@@ -307,6 +344,15 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
                             f" return {{dx: p.x - s.x / 2, dy: p.y - s.y / 2}}; }})()")
         assert math.hypot(pt2["dx"], pt2["dy"]) <= 3
 
+        # a click on a number selects its object too
+        page.locator(".leaflet-popup-close-button").click()
+        label = page.locator(".bw-label:not(.cluttered) span").first
+        label_id = label.text_content()
+        label.click()
+        wait_until(page, f"basewatchViewer.selected && basewatchViewer.selected.id === {json.dumps(label_id)}")
+        wait_until(page, "!basewatchViewer.selected.moving")
+        wait_settled(page)
+        assert f"#{label_id} " in page.text_content(".bw-popup")
         page.screenshot(path=str(server.data_dir.parent / "viewer.png"))
         assert not foreign, f"the viewer tried to reach other hosts: {foreign}"
         assert not problems, problems

@@ -19,19 +19,13 @@ from app.schemas import AnalysisCreate, AnalysisOut, Page
 from app.views import analysis_out, etag_matches
 from imagery.change import METHODS
 from imagery.pipeline import DEFAULT_METHOD
+from imagery.products import PRODUCT_MEDIA_TYPES
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
 
-#: Product files that may be downloaded, with their media types.
-DOWNLOADS = {
-    "changes.geojson": "application/geo+json",
-    "report.png": "image/png",
-    "summary.json": "application/json",
-    "change_mask.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
-    "change_score.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
-    "before.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
-    "after.tif": "image/tiff; application=geotiff; profile=cloud-optimized",
-}
+#: What ``files/{name}`` serves: the binary products (JSON and CSV have routes of their own, so that a generated
+#: client never reads a GeoTIFF as JSON or text).
+FILES = {name: media for name, media in PRODUCT_MEDIA_TYPES.items() if not name.endswith((".json", ".geojson", ".csv"))}
 
 
 class AnalysisOptions(BaseModel):
@@ -119,45 +113,84 @@ def delete_analysis(analysis_id: str, request: Request, session: SessionDep, set
 
 
 def product_path(session, settings, principal, analysis_id: str, name: str) -> Path:
-    if name not in DOWNLOADS:
-        raise NotFound()
     row = store.get_analysis(session, principal.team, analysis_id)
     if row.status != "succeeded" or not row.product_dir:
         raise NotFound("the analysis has no products yet")
     path = settings.data_dir / row.product_dir / name
     if not path.is_file():
-        raise NotFound()
+        raise NotFound(f"this analysis has no {name} (it was made by an older version: run it again)")
     return path
 
 
-def serve_file(request: Request, path: Path, media_type: str) -> Response:
+def serve_product(request: Request, session, settings, principal, analysis_id: str, name: str, *,
+                  download_as: str | None = None) -> Response:
+    """A product file with its media type, ETag (304 on If-None-Match) and, for downloads, a file name."""
+    path = product_path(session, settings, principal, analysis_id, name)
     stat = path.stat()
     etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, media_type=media_type, headers=headers)
+    return FileResponse(path, media_type=PRODUCT_MEDIA_TYPES[name], headers=headers, filename=download_as,
+                        content_disposition_type="attachment")
 
 
-@router.get("/analyses/{analysis_id}/changes.geojson", responses={200: {"content": {"application/geo+json": {}}}})
-def changes(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+def content(name: str) -> dict:
+    """OpenAPI responses of a route answering one product file (see app.openapi)."""
+    return {200: {"content": {PRODUCT_MEDIA_TYPES[name]: {}}}, 304: {"description": "not modified (If-None-Match)"}}
+
+
+@router.get("/analyses/{analysis_id}/changes.geojson", responses=content("changes.geojson"))
+def get_changes(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
     """The change objects (GeoJSON FeatureCollection, EPSG:4326)."""
-    return serve_file(request, product_path(session, settings, principal, analysis_id, "changes.geojson"), DOWNLOADS["changes.geojson"])
+    return serve_product(request, session, settings, principal, analysis_id, "changes.geojson")
 
 
-@router.get("/analyses/{analysis_id}/report.png", responses={200: {"content": {"image/png": {}}}})
-def report(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
-    """The annotated report figure."""
-    return serve_file(request, product_path(session, settings, principal, analysis_id, "report.png"), "image/png")
+@router.get("/analyses/{analysis_id}/report.png", responses=content("report.png"))
+def get_report_png(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The report page as a PNG (200 dpi, A4 landscape width)."""
+    return serve_product(request, session, settings, principal, analysis_id, "report.png")
 
 
-@router.get("/analyses/{analysis_id}/summary.json")
-def summary(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
-    return serve_file(request, product_path(session, settings, principal, analysis_id, "summary.json"), "application/json")
+@router.get("/analyses/{analysis_id}/report.pdf", responses=content("report.pdf"))
+def get_report_pdf(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The report page as a PDF (text kept as text)."""
+    return serve_product(request, session, settings, principal, analysis_id, "report.pdf")
 
 
-@router.get("/analyses/{analysis_id}/files/{name}", responses={200: {"content": {t: {} for t in set(DOWNLOADS.values())}}})
-def product_file(analysis_id: str, name: str, request: Request, session: SessionDep, settings: SettingsDep,
-                 principal: MapPrincipalDep):
-    """Any product file (COGs for QGIS/GDAL: change_mask.tif, change_score.tif, before.tif, after.tif)."""
-    return serve_file(request, product_path(session, settings, principal, analysis_id, name), DOWNLOADS.get(name, "application/octet-stream"))
+@router.get("/analyses/{analysis_id}/summary.json", responses=content("summary.json"))
+def get_summary(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """Counts, areas, grid, shift, method, caveats, sources and AOI of the analysis."""
+    return serve_product(request, session, settings, principal, analysis_id, "summary.json")
+
+
+@router.get("/analyses/{analysis_id}/exports/kml", responses=content("changes.kml"))
+def get_export_kml(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The change objects for Google Earth: styled by change, with a description each and the provenance."""
+    return serve_product(request, session, settings, principal, analysis_id, "changes.kml",
+                         download_as=f"basewatch-{analysis_id}.kml")
+
+
+@router.get("/analyses/{analysis_id}/exports/gpkg", responses=content("changes.gpkg"))
+def get_export_gpkg(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The change objects as a GeoPackage (QGIS, ArcGIS), with the provenance in its metadata."""
+    return serve_product(request, session, settings, principal, analysis_id, "changes.gpkg",
+                         download_as=f"basewatch-{analysis_id}.gpkg")
+
+
+@router.get("/analyses/{analysis_id}/exports/csv", responses=content("changes.csv"))
+def get_export_csv(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep, principal: MapPrincipalDep):
+    """The change objects as a table (centre lon/lat, MGRS, attributes, provenance columns) for spreadsheets."""
+    return serve_product(request, session, settings, principal, analysis_id, "changes.csv",
+                         download_as=f"basewatch-{analysis_id}.csv")
+
+
+@router.get("/analyses/{analysis_id}/files/{name}",
+            responses={200: {"content": {t: {} for t in dict.fromkeys(FILES.values())}}, 304: {"description": "not modified"}})
+def get_product_file(analysis_id: str, name: str, request: Request, session: SessionDep, settings: SettingsDep,
+                     principal: MapPrincipalDep):
+    """A binary product by file name, with HTTP range requests for GDAL: the COGs (change_mask.tif, change_score.tif,
+    before.tif, after.tif), report.png, report.pdf, changes.kml, changes.gpkg."""
+    if name not in FILES:
+        raise NotFound()
+    return serve_product(request, session, settings, principal, analysis_id, name)

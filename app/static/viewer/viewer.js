@@ -5,8 +5,11 @@
  * With ?token=KEY in the page URL, JSON requests send "Authorization: Bearer KEY" and tiles use the
  * token-bearing URLs of the TileJSON documents.
  *
+ * Object numbers are vector markers (not burnt into tiles), decluttered on every view change: where two
+ * would overlap, the more important object (vehicles first, then the larger) keeps its number.
+ *
  * Test hook: window.basewatchViewer = {ready, status, error, tilesLoaded, tileErrors, idle, objects, map,
- *                                      swipe, selected, select(id), setSwipe(f)}
+ *                                      swipe, selected, labelsShown, select(id), setSwipe(f)}
  */
 (function () {
   "use strict";
@@ -25,7 +28,7 @@
 
   var state = {
     ready: false, status: "loading", error: null,
-    tilesLoaded: 0, tileErrors: 0, idle: false, objects: 0,
+    tilesLoaded: 0, tileErrors: 0, idle: false, objects: 0, labelsShown: 0,
     map: null, swipe: 0.5, swipeEnabled: true, selected: null,
     select: function (id) { return select(id); },
     setSwipe: function (f) { setSwipe(f); }
@@ -34,6 +37,7 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var map, afterPane, layers = {}, loadingLayers = {}, features = [], featureLayers = {}, objectGroup = null, highlight = null;
+  var labelGroup = null, labelMarkers = {};
   var filter = { appeared: true, disappeared: true, changed: true };
   var nativeMaxZoom = 18;
 
@@ -91,6 +95,11 @@
   function fmtNum(x, digits) {
     if (x == null || isNaN(x)) return "–";
     return Number(x).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  }
+
+  function fmtLatLng(lat, lng, digits) {
+    return Math.abs(lat).toFixed(digits) + "° " + (lat >= 0 ? "N" : "S") + ", " +
+           Math.abs(lng).toFixed(digits) + "° " + (lng >= 0 ? "E" : "W");
   }
 
   function fmtSigned(x) { return (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(2); }
@@ -274,8 +283,19 @@
     caveats.textContent = "";
     (s.caveats || []).forEach(function (text) { caveats.appendChild(el("li", null, text)); });
 
+    var aoi = s.aoi || {};
+    $("aoi-name").textContent = aoi.name || "";
+    var where = [];
+    if (aoi.centre_lonlat) where.push(fmtLatLng(aoi.centre_lonlat[1], aoi.centre_lonlat[0], 5));
+    if (aoi.mgrs) where.push("MGRS " + aoi.mgrs);
+    $("aoi-location").textContent = where.join(" · ");
+
+    $("report-pdf-link").href = withToken("report.pdf");
     $("report-link").href = withToken("report.png");
     $("geojson-link").href = withToken("changes.geojson");
+    $("kml-link").href = withToken("exports/kml");
+    $("gpkg-link").href = withToken("exports/gpkg");
+    $("csv-link").href = withToken("exports/csv");
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -335,6 +355,7 @@
     pane("bw-changes", 350);
     pane("bw-objects", 420);
     pane("bw-highlight", 430);
+    pane("bw-labels", 440);
 
     map.fitBounds(bounds, { animate: false, padding: [16, 16] });
 
@@ -374,6 +395,11 @@
   function wireControls() {
     $("toggle-changes").addEventListener("change", function (e) {
       if (e.target.checked) layers.changes.addTo(map); else map.removeLayer(layers.changes);
+    });
+    $("toggle-labels").addEventListener("change", function (e) {
+      if (!labelGroup) return;
+      if (e.target.checked) labelGroup.addTo(map); else map.removeLayer(labelGroup);
+      declutter();
     });
     $("toggle-score").addEventListener("change", function (e) {
       if (e.target.checked) layers.score.addTo(map); else map.removeLayer(layers.score);
@@ -488,6 +514,23 @@
       objectGroup.addLayer(layer);
     });
 
+    // Numbers: one marker per object just above it, shown where it does not collide with a more important one.
+    labelGroup = L.layerGroup().addTo(map);
+    features.forEach(function (f) {
+      var layer = featureLayers[f._bwId];
+      if (!layer) return;
+      var p = f.properties || {};
+      var b = layer.getBounds();
+      var marker = L.marker([b.getNorth(), b.getCenter().lng], {
+        pane: "bw-labels", keyboard: false, title: "#" + f._bwId + " " + (CLASS_LABELS[p["class"]] || p["class"] || ""),
+        icon: L.divIcon({ className: "bw-label " + (p.change || ""), html: "<span>" + f._bwId.replace(/[^0-9A-Za-z_-]/g, "") + "</span>",
+                          iconSize: null, iconAnchor: [0, 0] })
+      });
+      marker.on("click", function (e) { L.DomEvent.stop(e); select(f._bwId, { scroll: true }); });
+      labelMarkers[f._bwId] = marker;
+    });
+    map.on("zoomend moveend resize", declutter);
+
     var chips = document.querySelectorAll(".chip[data-change]");
     Array.prototype.forEach.call(chips, function (chip) {
       chip.addEventListener("click", function () {
@@ -528,6 +571,7 @@
       var cls = el("span", "ocls", CLASS_LABELS[p["class"]] || p["class"] || "–");
       btn.appendChild(cls);
       btn.appendChild(el("span", "oarea num", p.area_m2 != null ? fmtNum(p.area_m2, 1) : "–"));
+      btn.appendChild(el("span", "oveh num", p.vehicles ? fmtInt(p.vehicles) : ""));
       btn.addEventListener("click", function () { select(f._bwId); });
       li.appendChild(btn);
       list.appendChild(li);
@@ -537,6 +581,46 @@
     if (!total) {
       list.appendChild(el("li", "empty-list", "No change objects were found."));
     }
+    declutter();
+  }
+
+  /** Importance of an object's number: vehicles first, then vehicle groups, then by area. */
+  function labelRank(f) {
+    var p = f.properties || {};
+    var cls = { vehicle: 0, vehicle_group: 1 }[p["class"]];
+    return [cls == null ? 2 : cls, -(p.area_m2 || 0)];
+  }
+
+  /** Show the numbers that fit: greedily, most important first, none overlapping another (2 px apart). */
+  function declutter() {
+    if (!labelGroup || !map) return;
+    var on = map.hasLayer(labelGroup), placed = [], shown = 0;
+    var order = features.slice().sort(function (a, b) {
+      var x = labelRank(a), y = labelRank(b);
+      return x[0] - y[0] || x[1] - y[1];
+    });
+    var size = map.getSize();
+    order.forEach(function (f) {
+      var marker = labelMarkers[f._bwId];
+      if (!marker) return;
+      var p = f.properties || {};
+      var wanted = on && (!(p.change in filter) || filter[p.change]);
+      if (!wanted) { if (labelGroup.hasLayer(marker)) labelGroup.removeLayer(marker); return; }
+      if (!labelGroup.hasLayer(marker)) labelGroup.addLayer(marker);
+      var span = marker.getElement() && marker.getElement().firstChild;
+      if (!span) return;
+      var w = span.offsetWidth || 20, h = span.offsetHeight || 16;
+      // the label sits centred just above the object's top edge
+      span.style.transform = "translate(" + Math.round(-w / 2) + "px, " + Math.round(-h - 3) + "px)";
+      var pt = map.latLngToContainerPoint(marker.getLatLng());
+      var box = [pt.x - w / 2 - 1, pt.y - h - 4, pt.x + w / 2 + 1, pt.y - 2];
+      var inside = box[2] > 0 && box[0] < size.x && box[3] > 0 && box[1] < size.y;
+      var clash = placed.some(function (o) { return box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]; });
+      var visible = inside && !clash;
+      marker.getElement().classList.toggle("cluttered", !visible);
+      if (visible) { placed.push(box); shown++; }
+    });
+    state.labelsShown = shown;
   }
 
   function popupContent(f) {
@@ -546,10 +630,15 @@
     head.appendChild(el("span", "swatch " + (p.change || "")));
     head.appendChild(document.createTextNode("#" + f._bwId + " " + (CLASS_LABELS[p["class"]] || p["class"] || "object")));
     box.appendChild(head);
+    var centre = p.centre_lat != null && p.centre_lon != null ? fmtLatLng(p.centre_lat, p.centre_lon, 6) : "–";
     var rows = [
       ["Change", p.change || "–"],
       ["Area", p.area_m2 != null ? fmtNum(p.area_m2, 1) + " m²" : "–"],
       ["Size", p.length_m != null && p.width_m != null ? fmtNum(p.length_m, 1) + " × " + fmtNum(p.width_m, 1) + " m" : "–"],
+      ["Vehicles (est.)", p.vehicles != null ? fmtInt(p.vehicles) : "–"],
+      ["Dates", (p.before_date || "?") + " → " + (p.after_date || "?")],
+      ["Centre", centre],
+      ["MGRS", p.mgrs || "–"],
       ["Score", p.score != null ? fmtNum(p.score, 2) : "–"]
     ];
     var dl = el("dl");
@@ -581,7 +670,7 @@
     var fits = map.getBoundsZoom(fb, false, L.point(40, 40));
     var targetZoom = Math.min(Math.max(withContext, Math.min(fits, map.getZoom())), nativeMaxZoom);
     map.flyTo(center, targetZoom, { duration: 0.6 });
-    L.popup({ autoPan: false, closeButton: true, offset: [0, -20], className: "bw-popup", maxWidth: 240 })
+    L.popup({ autoPan: false, closeButton: true, offset: [0, -20], className: "bw-popup", maxWidth: 300 })
       .setLatLng([fb.getNorth(), center.lng]).setContent(popupContent(f)).openOn(map);
 
     var buttons = document.querySelectorAll("#object-list .object");
