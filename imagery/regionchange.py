@@ -26,7 +26,8 @@ Steps (each a function below; sizes in metres, rules from the pair itself):
    size of a building with its plot) and thresholded ``z_threshold`` robust
    sigmas above the scene's typical (median) log evidence: a rule relative
    to the pair, so colour balance, sensor and season set the scale, not a
-   constant.
+   constant. The outline keeps the region's pixels whose evidence over
+   ``outline_window_m`` is above the typical (``outline_z``).
 5. :func:`smooth_surface_regions` -- large regions that are smooth at both
    dates (texture under half the scene's typical) are fields or water that
    changed colour: structures, vehicles and earthworks all bring texture
@@ -59,6 +60,8 @@ class RegionParams:
     window_m: float = 20.0  # evidence is averaged over a building with its plot
     z_threshold: float = 1.5  # robust sigmas of log evidence above the scene's median
     min_region_m2: float = 50.0  # smaller changes are the object stage's (vehicles)
+    outline_window_m: float = 5.0  # a region's outline: its pixels whose evidence over 5 m is ...
+    outline_z: float = 0.5  # ... this many robust sigmas above the scene's median
     smooth_region_m2: float = 0.0  # a region at least this large and smooth at both dates is a field or water
     smooth_texture: float = 0.5  # "smooth": texture under this share of the scene's median at both dates
     texture_scale_m: float = 2.0
@@ -394,6 +397,14 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     if not applied:
         z = z_raw
     labels, n = change_regions(z, analysed, px, p)
+    if p.outline_window_m > 0:
+        # outlines: the region's pixels whose own (finer) evidence is above the scene's typical
+        fine = robust_z(box_mean(gated if applied else evidence, analysed, max(1, int(round(p.outline_window_m / px)))), analysed)
+        labels = np.where(fine > p.outline_z, labels, 0)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        keep = sizes * px**2 >= p.min_region_m2
+        keep[0] = False
+        labels, n = relabel(labels, keep)
     details["regions_found"] = n
 
     analysed_px = int(analysed.sum())
