@@ -44,7 +44,7 @@ BINARY = ("image/png", "image/tiff", "application/pdf", "application/geopackage+
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("clients")
     key = create_key(root / "data", "integrator", "team-c")
-    srv = LiveServer(root / "data").start()
+    srv = LiveServer(root / "data", env={"BASEWATCH_LOG_LEVEL": "info"}).start()  # with the access log
     try:
         analysis = run_analysis(srv.client(key), *small_pair(root / "pair", size=200, vehicles=3)[:2])
         yield {"server": srv, "key": key, "analysis": analysis, "root": root}
@@ -160,6 +160,25 @@ def test_head_answers_like_get_without_a_body(site):
         assert httpx.head(server.url + f"{root}/report.pdf").status_code == 401
         r = http.post(f"{root}/report.pdf")
         assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_gdal_reads_a_cog_over_http_with_head_probes_answered(site):
+    """GDAL's /vsicurl/ probes the file with HEAD, then reads byte ranges: no 405, no second probe by GET."""
+    import rasterio
+    from rasterio.windows import Window
+
+    server, key, aid = site["server"], site["key"], site["analysis"]["id"]
+    mark = len(server.log_path.read_text(errors="replace"))
+    url = f"/vsicurl/{server.url}/v1/analyses/{aid}/files/change_score.tif?token={key}"
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE=False, CPL_VSIL_CURL_CACHE_SIZE=0):
+        with rasterio.open(url) as remote, rasterio.open(server.data_dir / "analyses" / aid / "change_score.tif") as local:
+            assert remote.profile == local.profile
+            window = Window(20, 30, 64, 48)
+            assert (remote.read(1, window=window) == local.read(1, window=window)).all()
+    log = [line for line in server.log_path.read_text(errors="replace")[mark:].splitlines() if "/files/change_score.tif" in line]
+    assert any('"HEAD ' in line and '" 200' in line for line in log), log
+    assert not [line for line in log if '" 405' in line], log
+    assert [line for line in log if '"GET ' in line and '" 206' in line], log  # the pixels came as range reads
 
 
 def first_tile(server, key, aid) -> tuple[int, int]:
