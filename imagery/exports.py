@@ -19,6 +19,8 @@ import pyogrio.raw
 import shapely
 from shapely.geometry import MultiPolygon, shape
 
+from imagery.products import CHANGE_COLOURS
+
 #: Export format -> (file in the product folder, GDAL driver).
 EXPORTS = {"kml": ("changes.kml", "LIBKML"), "gpkg": ("changes.gpkg", "GPKG"), "csv": ("changes.csv", "CSV")}
 
@@ -58,8 +60,6 @@ def provenance_text(summary: dict) -> str:
 
 def kml_style(change: str) -> str:
     """OGR feature style (outline and a translucent fill in the change colour); GDAL's KML drivers write it as <Style>."""
-    from imagery.products import CHANGE_COLOURS
-
     rgb = CHANGE_COLOURS.get(change, "#ffffff").lstrip("#").upper()
     return f"PEN(c:#{rgb}FF,w:2px);BRUSH(fc:#{rgb}40)"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_geom
 from rasterio.shutil import copy as rio_copy
@@ -114,26 +115,27 @@ def mgrs_reference(lon: float, lat: float, digits: int = 5) -> str:
     return f"{head[:-2]} {head[-2:]} {east} {north}"
 
 
-def centre_lonlat(geometry, crs) -> tuple[float, float]:
-    """Centroid of a geometry in ``crs`` as (lon, lat), 7 decimals (~1 cm)."""
+def centres_lonlat(geometries, crs) -> list[tuple[float, float]]:
+    """Centroids of geometries in ``crs`` as (lon, lat), 7 decimals (~1 cm)."""
     from pyproj import Transformer
 
-    c = geometry.centroid
-    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(c.x, c.y)
-    return round(lon, 7), round(lat, 7)
+    if not len(geometries):
+        return []
+    xy = shapely.get_coordinates(shapely.centroid(list(geometries)))
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xy[:, 0], xy[:, 1])
+    return [(round(float(x), 7), round(float(y), 7)) for x, y in zip(lon, lat)]
 
 
 def aoi_summary(area_lonlat, aoi: dict | None) -> dict:
     """``summary["aoi"]``: what the caller knows of the AOI (id, name, area) plus its centre and MGRS reference."""
-    lon, lat = centre_lonlat(area_lonlat, "EPSG:4326")
+    [(lon, lat)] = centres_lonlat([area_lonlat], "EPSG:4326")
     return {"name": None, **(aoi or {}), "centre_lonlat": [lon, lat], "mgrs": mgrs_reference(lon, lat)}
 
 
 def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_date: str | None, after_date: str | None) -> dict:
     """The change objects as a GeoJSON FeatureCollection in EPSG:4326 (changes.geojson)."""
     feats = []
-    for o in objects:
-        lon, lat = centre_lonlat(o.geometry, grid.crs)
+    for o, (lon, lat) in zip(objects, centres_lonlat([o.geometry for o in objects], grid.crs)):
         feats.append({
             "type": "Feature",
             "id": o.id,
