@@ -143,15 +143,24 @@ def boxes_overlap(boxes: np.ndarray, others: np.ndarray, gap: float = 0.0) -> np
     return (b[..., 0] < o[..., 2] + gap) & (o[..., 0] < b[..., 2] + gap) & (b[..., 1] < o[..., 3] + gap) & (o[..., 1] < b[..., 3] + gap)
 
 
-def segments_hit_boxes(starts: np.ndarray, ends: np.ndarray, boxes: np.ndarray, samples: int = 12) -> np.ndarray:
+def segment_points(starts: np.ndarray, ends: np.ndarray, samples: int = 12) -> np.ndarray:
+    """(n, samples, 2) points along each segment, ends included."""
+    t = np.linspace(0.0, 1.0, samples)[None, :, None]
+    return starts[:, None, :] + t * (ends - starts)[:, None, :]
+
+
+def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(m, n) True where point i lies strictly inside box j."""
+    x, y = points[:, 0, None], points[:, 1, None]
+    return (x > boxes[:, 0]) & (x < boxes[:, 2]) & (y > boxes[:, 1]) & (y < boxes[:, 3])
+
+
+def segments_hit_boxes(starts: np.ndarray, ends: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(n,) True where segment i passes through any of ``boxes`` (sampled along its length)."""
     if not len(boxes):
         return np.zeros(len(starts), bool)
-    t = np.linspace(0.0, 1.0, samples)[None, :, None]
-    pts = starts[:, None, :] + t * (ends - starts)[:, None, :]            # (n, samples, 2)
-    x, y = pts[..., 0][..., None], pts[..., 1][..., None]                  # (n, samples, 1)
-    inside = (x > boxes[:, 0]) & (x < boxes[:, 2]) & (y > boxes[:, 1]) & (y < boxes[:, 3])
-    return inside.any(axis=(1, 2))
+    pts = segment_points(starts, ends)
+    return points_in_boxes(pts.reshape(-1, 2), boxes).reshape(len(starts), -1).any(axis=1)
 
 
 def segments_cross(starts: np.ndarray, ends: np.ndarray, others_a: np.ndarray, others_b: np.ndarray) -> np.ndarray:
@@ -231,13 +240,8 @@ def place_labels(ax, objects, keep_clear: list, renderer) -> tuple[list[Label], 
         ok &= ~boxes_overlap(boxes, placed_boxes, gap).any(axis=1)
         ok &= ~boxes_overlap(boxes, clear).any(axis=1)
         ok &= ~segments_hit_boxes(starts, ends, placed_boxes) | (rings <= 0)
-        # a label box must not sit on an earlier leader line
-        if len(leader_starts):
-            t = np.linspace(0.0, 1.0, 12)[None, :, None]
-            pts = (leader_starts[:, None, :] + t * (leader_ends - leader_starts)[:, None, :]).reshape(-1, 2)
-            on_line = ((pts[None, :, 0] > boxes[:, None, 0]) & (pts[None, :, 0] < boxes[:, None, 2])
-                       & (pts[None, :, 1] > boxes[:, None, 1]) & (pts[None, :, 1] < boxes[:, None, 3])).any(axis=1)
-            ok &= ~on_line
+        if len(leader_starts):  # nor may a label sit on an earlier leader line
+            ok &= ~points_in_boxes(segment_points(leader_starts, leader_ends).reshape(-1, 2), boxes).any(axis=0)
         if not ok.any():
             unplaced.append(o.id)
             continue
