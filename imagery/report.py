@@ -143,6 +143,18 @@ def boxes_overlap(boxes: np.ndarray, others: np.ndarray, gap: float = 0.0) -> np
     return (b[..., 0] < o[..., 2] + gap) & (o[..., 0] < b[..., 2] + gap) & (b[..., 1] < o[..., 3] + gap) & (o[..., 1] < b[..., 3] + gap)
 
 
+def hidden_objects(boxes: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    """(n,) how much of other objects box i would hide: the covered share of each object's box, summed (a
+    label over a corner of a large building hides little, one over a parked vehicle hides it)."""
+    if not len(objects):
+        return np.zeros(len(boxes))
+    b, o = boxes[:, None, :], objects[None, :, :]
+    w = np.clip(np.minimum(b[..., 2], o[..., 2]) - np.maximum(b[..., 0], o[..., 0]), 0, None)
+    h = np.clip(np.minimum(b[..., 3], o[..., 3]) - np.maximum(b[..., 1], o[..., 1]), 0, None)
+    area = np.maximum((o[..., 2] - o[..., 0]) * (o[..., 3] - o[..., 1]), 1.0)
+    return (w * h / area).sum(axis=1)
+
+
 def segment_points(starts: np.ndarray, ends: np.ndarray, samples: int = 12) -> np.ndarray:
     """(n, samples, 2) points along each segment, ends included."""
     t = np.linspace(0.0, 1.0, samples)[None, :, None]
@@ -245,9 +257,9 @@ def place_labels(ax, objects, keep_clear: list, renderer) -> tuple[list[Label], 
         if not ok.any():
             unplaced.append(o.id)
             continue
-        hidden = boxes_overlap(boxes, all_obj[ids != o.id]).sum(axis=1) if len(all_obj) > 1 else np.zeros(len(boxes))
+        hidden = hidden_objects(boxes, all_obj[ids != o.id])
         crossings = np.where(rings > 0, segments_cross(starts, ends, leader_starts, leader_ends), 0)
-        cost = rings + 6.0 * hidden * (rings >= 0) + 1.5 * crossings + 0.001 * np.arange(len(boxes))
+        cost = rings + 8.0 * hidden * (rings >= 0) + 1.5 * crossings + 0.001 * np.arange(len(boxes))
         cost[~ok] = np.inf
         best = int(np.argmin(cost))
         placed_boxes = np.vstack([placed_boxes, boxes[best]])

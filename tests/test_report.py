@@ -97,6 +97,14 @@ def test_numbers_never_overlap_in_a_crowded_motor_pool(analysis):
         assert not pairs, f"overlapping numbers: {pairs}"
         x0, y0, x1, y1 = ax.get_window_extent(renderer).extents
         assert (b[:, 0] >= x0).all() and (b[:, 2] <= x1).all() and (b[:, 1] >= y0).all() and (b[:, 3] <= y1).all()
+        # and no number hides much of another vehicle
+        for oid, (lx0, ly0, lx1, ly1) in boxes.items():
+            for o in dense.objects:
+                if o.id == oid:
+                    continue
+                (vx0, vy0), (vx1, vy1) = ax.transData.transform(np.reshape(o.geometry.bounds, (2, 2)))
+                covered = max(0, min(lx1, vx1) - max(lx0, vx0)) * max(0, min(ly1, vy1) - max(ly0, vy0))
+                assert covered <= 0.35 * (vx1 - vx0) * (vy1 - vy0), f"number {oid} hides vehicle {o.id}"
     # numbers that had to move away from their vehicle are joined to it by a leader line
     assert any(lab.leader for lab in labels)
     for lab in labels:
