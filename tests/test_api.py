@@ -84,7 +84,8 @@ def test_changes_geojson_finds_the_vehicles(finished, pair):
     appeared = [f for f in fc["features"] if f["properties"]["change"] == "appeared"]
     assert len(appeared) >= len(centres) - 1
     for f in fc["features"]:
-        lon, lat = f["geometry"]["coordinates"][0][0]
+        polygons = [f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"]
+        lon, lat = polygons[0][0][0]
         assert 25 < lon < 26.5 and 48 < lat < 49.5  # EPSG:4326 lon/lat order
 
 
