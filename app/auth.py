@@ -8,15 +8,14 @@ sharing the data folder) and at least every ``reload_s`` seconds (keys edited in
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from app import store
 from app.settings import Settings
+from app.stamps import Stamp
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,7 @@ class KeyEntry:
 
 def keys_changed(settings: Settings) -> None:
     """Tell every API process on this data folder to reload its keys (atomic rewrite of the stamp)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = settings.keys_stamp.with_name(f".keys.stamp.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(uuid.uuid4().hex)
-    os.replace(tmp, settings.keys_stamp)
+    Stamp(settings.keys_stamp).touch()
 
 
 class KeyRing:
@@ -40,25 +36,19 @@ class KeyRing:
 
     def __init__(self, settings: Settings, sessions, *, reload_s: float = 60.0):
         self.settings, self.sessions, self.reload_s = settings, sessions, reload_s
+        self._stamp_file = Stamp(settings.keys_stamp)
         self._keys: dict[str, KeyEntry] = {}
         self._stamp: tuple | None = ("never loaded",)
         self._loaded_at = -math.inf
         self._lock = threading.Lock()
 
-    def _current_stamp(self) -> tuple | None:
-        try:
-            st = os.stat(self.settings.keys_stamp)
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
-
     def stale(self) -> bool:
         """One ``stat``: whether :meth:`reload` must run before the next lookup."""
-        return self._current_stamp() != self._stamp or time.monotonic() - self._loaded_at > self.reload_s
+        return self._stamp_file.read() != self._stamp or time.monotonic() - self._loaded_at > self.reload_s
 
     def reload(self) -> None:
         with self._lock:
-            stamp = self._current_stamp()  # read first: a change during the query triggers another reload
+            stamp = self._stamp_file.read()  # read first: a change during the query triggers another reload
             with self.sessions() as session:
                 rows = store.list_keys(session)
             self._keys = {r.key_hash: KeyEntry(r.team, r.role, r.name, r.revoked_at is not None) for r in rows}

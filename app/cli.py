@@ -253,13 +253,11 @@ def serve(
     host: Optional[str] = typer.Option(None, help="Bind address (default BASEWATCH_HOST)."),
     port: Optional[int] = typer.Option(None, help="Port (default BASEWATCH_PORT)."),
 ):
-    """Run the HTTP service (and its analysis workers)."""
+    """Run the HTTP service (and its analysis workers); BASEWATCH_HTTP_WORKERS processes serve HTTP."""
     import logging
 
-    import uvicorn
-
     from app import store
-    from app.main import create_app
+    from app.server import serve as run_server
     from app.settings import Settings
 
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -278,10 +276,7 @@ def serve(
         if analysis_id:
             console.print(f"[bold green]demo ready[/]: http://{settings.host}:{settings.port}/v1/analyses/{analysis_id}/viewer", highlight=False)
     console.print(f"basewatch serving on http://{settings.host}:{settings.port}  (API docs: /docs)", highlight=False)
-    # Keep-alive longer than clients' own idle expiry (httpx: 5 s), so a client never reuses a connection
-    # the server is closing at that moment.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=5, timeout_keep_alive=30)
+    run_server(settings)
 
 
 if __name__ == "__main__":

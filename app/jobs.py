@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -85,6 +86,15 @@ def make_executor(settings: Settings) -> Executor:
     if settings.dask_address:
         return DaskExecutor(settings.dask_address)
     return ProcessExecutor(settings.workers)
+
+
+def start_dispatcher(settings: Settings, sessions, *, on_done: Callable[[str, str, float], None] | None = None) -> Dispatcher:
+    """The dispatcher of the process that owns the data folder, started with its executor (stop it with
+    ``stop()`` then ``executor.shutdown()``)."""
+    dispatcher = Dispatcher(settings, sessions, make_executor(settings), on_done=on_done,
+                            worker_id=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    dispatcher.start(recover_all_running=settings.is_sqlite)
+    return dispatcher
 
 
 class Dispatcher:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -15,23 +14,19 @@ from app.auth import FailureLimiter, KeyRing
 from app.db import make_engine, migrate, session_factory
 from app.errors import error_responses, install_error_handlers
 from app.ingest import Converter
-from app.jobs import Dispatcher, make_executor
+from app.jobs import start_dispatcher
 from app.metrics import Metrics
 from app.middleware import BodyLimit, CorsByRoute, RedactTokens, RequestMetrics, SecurityHeaders
 from app.openapi import install_openapi
 from app.routes import add_head_routes, aois, analyses, health, scenes, tiles, viewer
 from app.settings import Settings
-from app.sweep import sweep_leftovers
+from app.sweep import sweep_at_start
 from app.tilecache import ProductCache
 
 log = logging.getLogger("basewatch")
 
 #: Database connections the API needs beyond one per API thread (dispatcher, key reloads).
 EXTRA_CONNECTIONS = 4
-
-#: An upload or conversion temporary untouched this long is a leftover even on a shared data folder.
-SHARED_LEFTOVER_AGE_S = 6 * 3600
-
 
 def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> FastAPI:
     """Build the service.
@@ -41,7 +36,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     settings : Settings, optional
         Default: from ``BASEWATCH_*`` environment variables.
     run_jobs : bool
-        Start the dispatcher and worker pool (False for an API-only process).
+        This process owns the data folder: it sweeps a crash's leftovers now and runs the analysis dispatcher
+        and its worker pool (False for an API-only process, such as one of several HTTP workers of ``serve``).
     """
     settings = settings or Settings()
     settings.ensure_dirs()
@@ -51,8 +47,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
                          pool_timeout=settings.db_pool_timeout_s)
     sessions = session_factory(engine)
     metrics = Metrics()
-    # Embedded SQLite: this server owns the data folder, so any temporary there was left by a crash.
-    sweep_leftovers(settings, sessions, older_than_s=0 if settings.is_sqlite else SHARED_LEFTOVER_AGE_S)
+    metrics.count_queries(engine)
+    if run_jobs:
+        sweep_at_start(settings, sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -62,10 +59,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
             logging.getLogger(name).addFilter(redact)
         dispatcher = None
         if run_jobs:
-            executor = make_executor(settings)
-            dispatcher = Dispatcher(settings, sessions, executor, worker_id=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
-                                    on_done=lambda aid, status, s: metrics.analysis_seconds.labels(status).observe(s))
-            dispatcher.start(recover_all_running=settings.is_sqlite)
+            dispatcher = start_dispatcher(settings, sessions,
+                                          on_done=lambda aid, status, s: metrics.analysis_seconds.labels(status).observe(s))
             app.state.dispatcher_wake = dispatcher.wake
         app.state.keys.reload()
         if not app.state.keys.enabled():
@@ -92,7 +87,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.state.converter = Converter(settings)
     app.state.dispatcher_wake = lambda: None
     install_error_handlers(app)
-    # Added innermost first: SecurityHeaders wraps everything, BodyLimit sits next to the routes.
+    # Added innermost first: SecurityHeaders wraps everything, WarmTiles sits next to the routes.
+    app.add_middleware(tiles.WarmTiles, state=app.state)
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_kb * 1024, max_depth=settings.max_json_depth)
     app.add_middleware(CorsByRoute, map_origins=settings.cors_origins, api_origins=settings.cors_api_origins)
     app.add_middleware(RequestMetrics, metrics=metrics)

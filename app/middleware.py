@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import Forbidden, InvalidRequest, PayloadTooLarge, error_response
+from app.metrics import route_template, serving
 
 #: Routes map clients fetch (cross-origin from ``cors_origins``, ``?token=`` accepted); the rest is the API.
 MAP_ROUTE = re.compile(r"^/v1/(viewer-assets/|analyses/[^/]+/(tiles/|files/|tilejson\.json$|WMTSCapabilities\.xml$"
@@ -39,7 +40,8 @@ class SecurityHeaders:
 
 
 class RequestMetrics:
-    """Latency by method, route template and status into ``metrics.request_seconds``."""
+    """Latency by method, route template and status into ``metrics.request_seconds``; the request's database
+    queries count against its route (``metrics.db_queries``)."""
 
     def __init__(self, app: ASGIApp, metrics):
         self.app, self.metrics = app, metrics
@@ -56,10 +58,11 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, recording_send)
+            with serving(scope):
+                await self.app(scope, receive, recording_send)
         finally:
-            template = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.request_seconds.labels(scope["method"], template, str(status[0])).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(scope["method"], route_template(scope), str(status[0])).observe(
+                time.perf_counter() - started)
 
 
 class CorsByRoute:

@@ -43,7 +43,10 @@ class Settings(BaseSettings):
                                                        "viewer files and product downloads (JSON list).")
     cors_api_origins: list[str] = Field([], description="Origins whose web pages may call the rest of the API, writes "
                                                         "included (JSON list; default none: same origin only).")
-    api_threads: int = Field(40, ge=4, le=512, description="Threads serving the API's synchronous routes.")
+    http_workers: int = Field(1, ge=1, le=64, description="Processes serving HTTP on the one port (uvicorn workers, sharing the "
+                                                          "disk tile cache); with more than one, `serve`'s own process runs "
+                                                          "the analyses and owns the data folder.")
+    api_threads: int = Field(40, ge=4, le=512, description="Threads serving the API's synchronous routes (per HTTP process).")
     db_pool_timeout_s: float = Field(10.0, gt=0, description="Longest wait for a database connection before 503.")
     tile_cache_items: int = Field(4096, ge=0, description="Rendered tiles kept in memory per process.")
     tile_max_age_s: int = Field(31_536_000, description="Cache-Control max-age of tiles of a finished analysis, seconds.")

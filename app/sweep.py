@@ -15,6 +15,16 @@ from app.settings import Settings
 log = logging.getLogger("basewatch")
 
 
+#: An upload or conversion temporary untouched this long is a leftover even on a shared data folder.
+SHARED_LEFTOVER_AGE_S = 6 * 3600
+
+
+def sweep_at_start(settings: Settings, sessions) -> list[Path]:
+    """The sweep of the process that owns the data folder, at its start: with embedded SQLite that process owns
+    the folder alone, so any temporary there was left by a crash; on a shared folder only old ones are."""
+    return sweep_leftovers(settings, sessions, older_than_s=0 if settings.is_sqlite else SHARED_LEFTOVER_AGE_S)
+
+
 def sweep_leftovers(settings: Settings, sessions, *, older_than_s: float) -> list[Path]:
     """Remove uploads and conversion temporaries (``uploads/*``), partial products (``analyses/.*``),
     half-written disk-cache tiles, and scene files no scene row refers to; only entries not modified

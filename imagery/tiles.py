@@ -41,6 +41,7 @@ be a content hash.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -110,7 +111,10 @@ LABEL_MARGIN_PX = 160                 # labels of objects up to this far outside
 LINE_MARGIN_PX = 4
 
 _GAMMA_LEVELS = 1024
-_PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~2 ms for a 256 px imagery tile; level 6 is 2-3x slower for ~10 % less
+#: Tile encodings: PNG (every client), WebP (for clients that ask for it, see :func:`encode`).
+FORMATS = ("png", "webp")
+PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~2 ms for a 256 px imagery tile; level 6 is 2-3x slower for ~10 % less
+WEBP_QUALITY = 90       # lossy WebP of imagery: ~15 % of the PNG's bytes, no visible loss at tile scale
 
 
 def _web_mercator_to(maxzoom: int) -> morecantile.TileMatrixSet:
@@ -198,37 +202,80 @@ class TileInfo:
 # small shared pieces
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Pixels:
+    """What a layer drew: RGBA (rows, cols, 4) uint8, or palette indices (rows, cols) uint8 and their
+    RGBA palette (n <= 256, 4) uint8."""
+
+    data: np.ndarray
+    palette: np.ndarray | None = None
+
+    def rgba(self) -> np.ndarray:
+        return self.data if self.palette is None else self.palette[self.data]
+
+
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
-def _encode_png(rgba: np.ndarray | Image.Image) -> bytes:
-    """A (rows, cols, 4) uint8 RGBA array (or an RGBA image) as PNG bytes; deterministic.
+def _encode_png(pixels: Pixels) -> bytes:
+    """PNG bytes, deterministic: palette (colour type 3) when ``pixels`` has one, RGB when the tile is opaque
+    everywhere (alpha 255), else RGBA, so translucent pixels (the not-analysed hatch, the score ramp) keep
+    their alpha.
 
-    Written here rather than by Pillow for speed (2-3x faster on 256 px tiles, same size): every row
-    uses the PNG "Up" filter (vectorised) and zlib level 1. Only fully opaque tiles (alpha 255 everywhere)
-    are written as RGB: translucent ones (the not-analysed hatch, the score ramp) keep their alpha.
+    Written here rather than by Pillow for speed (2-3x faster on 256 px tiles, same size): truecolour rows
+    use the "Up" filter (vectorised), palette rows none (indexes do not predict each other); zlib level
+    :data:`PNG_COMPRESS_LEVEL`.
     """
-    a = np.asarray(rgba)
-    if (a[..., 3] == 255).all():
-        colour_type, px = 2, a[..., :3]
+    chunks = []
+    if pixels.palette is not None:
+        colour_type, rows = 3, pixels.data
+        alpha = pixels.palette[:, 3]
+        translucent = np.flatnonzero(alpha != 255)  # tRNS may leave out the trailing opaque entries
+        alpha = alpha[:translucent[-1] + 1] if len(translucent) else alpha[:0]
+        chunks = [(b"PLTE", pixels.palette[:, :3].tobytes()), (b"tRNS", alpha.tobytes())]
     else:
-        colour_type, px = 6, a
-    h, w, c = px.shape
-    rows = np.ascontiguousarray(px).reshape(h, w * c)
-    raw = np.empty((h, w * c + 1), np.uint8)
-    raw[:, 0] = 2  # filter type Up: each byte minus the byte above (mod 256)
-    raw[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
-    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), _PNG_COMPRESS_LEVEL)), _png_chunk(b"IEND", b"")))
+        a = pixels.data
+        colour_type, px = (2, a[..., :3]) if (a[..., 3] == 255).all() else (6, a)
+        rows = np.ascontiguousarray(px).reshape(px.shape[0], -1)
+    h, n = rows.shape
+    raw = np.empty((h, n + 1), np.uint8)
+    if colour_type == 3:
+        raw[:, 0] = 0  # filter type None
+        raw[:, 1:] = rows
+    else:
+        raw[:, 0] = 2  # filter type Up: each byte minus the byte above (mod 256)
+        raw[0, 1:] = rows[0]
+        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    width = pixels.data.shape[1]
+    header = struct.pack(">IIBBBBB", width, h, 8, colour_type, 0, 0, 0)
+    chunks = [(b"IHDR", header), *(c for c in chunks if c[1]), (b"IDAT", zlib.compress(raw.tobytes(), PNG_COMPRESS_LEVEL)),
+              (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(tag, data) for tag, data in chunks)
 
 
-@lru_cache(maxsize=8)
-def empty_tile(tilesize: int = 256) -> bytes:
-    """A fully transparent ``tilesize`` x ``tilesize`` RGBA PNG."""
-    return _encode_png(np.zeros((tilesize, tilesize, 4), np.uint8))
+def _encode_webp(pixels: Pixels, *, lossless: bool) -> bytes:
+    """WebP bytes (Pillow/libwebp, deterministic): lossless for overlays, whose classes and outlines must stay
+    exact; lossy at :data:`WEBP_QUALITY` (alpha kept lossless) for imagery, 4-10x smaller than PNG."""
+    buf = io.BytesIO()
+    options = {"lossless": True, "quality": 25, "method": 1} if lossless else {"quality": WEBP_QUALITY, "method": 0}
+    Image.fromarray(pixels.rgba(), "RGBA").save(buf, "WEBP", exact=False, **options)
+    return buf.getvalue()
+
+
+def encode(pixels: Pixels, fmt: str = "png", *, lossless: bool = True) -> bytes:
+    """Tile bytes in ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "png":
+        return _encode_png(pixels)
+    if fmt == "webp":
+        return _encode_webp(pixels, lossless=lossless)
+    raise ValueError(f"unknown tile format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+@lru_cache(maxsize=16)
+def empty_tile(tilesize: int = 256, fmt: str = "png") -> bytes:
+    """A fully transparent ``tilesize`` x ``tilesize`` tile."""
+    return encode(Pixels(np.zeros((tilesize, tilesize), np.uint8), np.zeros((1, 4), np.uint8)), fmt)
 
 
 def _check_tile(z: int, x: int, y: int) -> morecantile.Tile:
@@ -276,8 +323,9 @@ def _gamma_lut(gamma: float) -> np.ndarray:
     return np.round(255.0 * x ** (1.0 / gamma)).astype(np.uint8)
 
 
-def _score_lut(low: float, high: float, max_alpha: int = 190) -> np.ndarray:
-    """RGBA (257, 4) lookup: index ``round(score * 255)``; index 256 is nodata (transparent)."""
+def _score_lut(low: float, high: float, max_alpha: int = 190) -> tuple[np.ndarray, np.ndarray]:
+    """The score ramp as a palette: ``(index (257,) uint8, palette (n <= 256, 4) RGBA)`` where the lookup index
+    is ``round(score * 255)`` and 256 is nodata (transparent); equal colours share one palette entry."""
     from matplotlib import colormaps
 
     s = np.arange(256) / 255.0
@@ -287,17 +335,23 @@ def _score_lut(low: float, high: float, max_alpha: int = 190) -> np.ndarray:
     lut[:256, :3] = np.round(rgb * 255)
     lut[:256, 3] = np.round(max_alpha * t ** 1.5)
     lut[:256][lut[:256, 3] == 0] = 0
-    return lut
+    palette, index = np.unique(lut, axis=0, return_inverse=True)
+    return index.reshape(-1).astype(np.uint8), palette
+
+
+#: The changes layer's palette: transparent, fills of appeared/disappeared/changed, not-analysed on and between
+#: the hatch lines, then the opaque outlines of appeared/disappeared/changed objects.
+CHANGES_PALETTE = np.array([(0, 0, 0, 0), *((*CHANGE_COLOURS[v], FILL_ALPHA) for v in (1, 2, 3)), HATCH_RGBA,
+                            NOT_ANALYSED_RGBA, *((*CHANGE_COLOURS[v], 255) for v in (1, 2, 3))], np.uint8)
+_OUTLINE_INDEX = {v: 5 + v for v in (1, 2, 3)}
 
 
 def _change_luts() -> tuple[np.ndarray, np.ndarray]:
-    """RGBA (256, 4) lookups of the change mask: one for hatch-line pixels, one for the others."""
-    lut = np.zeros((256, 4), np.uint8)
-    for value, rgb in CHANGE_COLOURS.items():
-        lut[value] = (*rgb, FILL_ALPHA)
-    on, off = lut.copy(), lut.copy()
-    on[NOT_ANALYSED] = HATCH_RGBA
-    off[NOT_ANALYSED] = NOT_ANALYSED_RGBA
+    """Change mask value -> :data:`CHANGES_PALETTE` index (256,) lookups: one for hatch-line pixels, one for the others."""
+    on = np.zeros(256, np.uint8)
+    on[[1, 2, 3]] = [1, 2, 3]
+    off = on.copy()
+    on[NOT_ANALYSED], off[NOT_ANALYSED] = 4, 5
     return on, off
 
 
@@ -420,7 +474,7 @@ class TileRenderer:
         self._stretch = {n: (float(lo), float(hi)) for n, lo, hi in zip(names, self._stretch_lo, self._stretch_hi)}
         self._gamma_lut = _gamma_lut(gamma)
         self._score_range = tuple(score_range) if score_range else self._compute_score_range(readers["score"])
-        self._score_lut = _score_lut(*self._score_range)
+        self._score_index, self._score_palette = _score_lut(*self._score_range)
         self._mask_lut_on, self._mask_lut_off = _change_luts()
         self._load_objects()
         self._info = self._make_info()
@@ -509,7 +563,7 @@ class TileRenderer:
             props = feat.get("properties") or {}
             change = CHANGE_NAMES.get(props.get("change"), 3)
             geoms.append(geom)
-            colours.append(CHANGE_COLOURS[change])
+            colours.append(change)
             oid = props.get("id", feat.get("id", ""))
             labels.append(f"{oid} {props.get('class', '')}".strip())
         to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
@@ -517,7 +571,7 @@ class TileRenderer:
         if len(geoms):
             geoms = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
         self._outlines = shapely.boundary(geoms) if len(geoms) else geoms
-        self._colours = colours
+        self._changes = colours  # change type (1-3) of each object
         self._labels = labels
         self._tree = shapely.STRtree(geoms)
         self._tree.query(shapely.box(0, 0, 1, 1))  # build the tree now, not in a racing first query
@@ -566,8 +620,8 @@ class TileRenderer:
         w, s, e, n = self._bounds_3857
         return left < e and right > w and bottom < n and top > s
 
-    def render(self, layer: str, z: int, x: int, y: int, *, tilesize: int = 256) -> bytes:
-        """One WebMercatorQuad (EPSG:3857) tile as an RGBA PNG.
+    def render(self, layer: str, z: int, x: int, y: int, *, tilesize: int = 256, fmt: str = "png") -> bytes:
+        """One WebMercatorQuad (EPSG:3857) tile as a PNG or WebP with transparency.
 
         Parameters
         ----------
@@ -575,14 +629,17 @@ class TileRenderer:
         z, x, y : int
             XYZ tile index (``y`` counted from the north).
         tilesize : int
-            Width and height of the PNG, pixels (256; 512 for "retina" tiles).
+            Width and height of the image, pixels (256; 512 for "retina" tiles).
+        fmt : {"png", "webp"}
+            PNG (palette for the overlays when their colours allow, RGB when
+            opaque) or WebP (lossy for imagery, lossless for the overlays).
 
         Returns
         -------
         bytes
-            PNG. A tile outside the product's bounds (or with nothing to show)
-            is a fully transparent ``tilesize`` x ``tilesize`` PNG rather than
-            an error, so that web maps simply show nothing there.
+            The image. A tile outside the product's bounds (or with nothing to
+            show) is a fully transparent ``tilesize`` x ``tilesize`` image rather
+            than an error, so that web maps simply show nothing there.
 
         Raises
         ------
@@ -591,21 +648,24 @@ class TileRenderer:
             or z > 30), z is below ``info().minzoom``, or the tile would exceed
             the read budget (:class:`TileTooCostly`); an HTTP layer should answer 404.
         ValueError
-            Unknown layer or bad tile size.
+            Unknown layer, format or tile size.
         """
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown tile format {fmt!r}; choose one of {', '.join(FORMATS)}")
         tile = _check_tile(z, x, y)
         tilesize = _check_tilesize(tilesize)
         if tile.z < self._info.minzoom:
             raise TileOutOfRange(f"zoom {tile.z} is below this product's minzoom {self._info.minzoom} (see its TileJSON)")
+        pixels = None
         if layer == "changes":
-            return self._render_changes(tile, tilesize)
-        if not self.tile_exists(tile.z, tile.x, tile.y):
-            return empty_tile(tilesize)
-        if layer == "score":
-            return self._render_score(tile, tilesize)
-        return self._render_image(layer, tile, tilesize)
+            pixels = self._render_changes(tile, tilesize)
+        elif self.tile_exists(tile.z, tile.x, tile.y):
+            pixels = self._render_score(tile, tilesize) if layer == "score" else self._render_image(layer, tile, tilesize)
+        if pixels is None:
+            return empty_tile(tilesize, fmt)
+        return encode(pixels, fmt, lossless=layer in ("score", "changes"))
 
     def close(self) -> None:
         """Close the open files (a reader set in use by a render is closed when that render ends).
@@ -713,12 +773,12 @@ class TileRenderer:
         im = Image.fromarray(arr)
         return np.asarray(im.resize((tilesize, tilesize), resample, box=(1, 1, n + 1, n + 1)))
 
-    def _render_image(self, layer: str, tile, tilesize: int) -> bytes:
+    def _render_image(self, layer: str, tile, tilesize: int) -> Pixels | None:
         indexes, _ = self._bands[layer]
         nb = len(indexes)
         got = self._read_valid(layer, tile, tilesize, indexes, fill=float(self._stretch_lo[0]))
         if got is None or not got[1].any():
-            return empty_tile(tilesize)
+            return None
         data, valid, n = got
         lo = self._stretch_lo[:nb].reshape(-1, 1, 1).astype(np.float32)
         scale = ((_GAMMA_LEVELS - 1) / (self._stretch_hi[:nb] - self._stretch_lo[:nb])).reshape(-1, 1, 1).astype(np.float32)
@@ -737,12 +797,12 @@ class TileRenderer:
         rgba[..., 3] *= 255
         if not valid.all():
             rgba[~valid] = 0
-        return _encode_png(rgba)
+        return Pixels(rgba)
 
-    def _render_score(self, tile, tilesize: int) -> bytes:
+    def _render_score(self, tile, tilesize: int) -> Pixels | None:
         got = self._read_valid("score", tile, tilesize, 1, fill=0.0)
         if got is None or not got[1].any():
-            return empty_tile(tilesize)
+            return None
         data, valid, n = got
         score = data[0]
         if n < tilesize:
@@ -750,13 +810,14 @@ class TileRenderer:
             valid = self._enlarge(valid, n, tilesize, Image.NEAREST)
         q = np.clip(score * 255 + 0.5, 0, 255).astype(np.uint16)
         q[~valid] = 256
-        rgba = self._score_lut[q]
-        if not rgba[..., 3].any():
-            return empty_tile(tilesize)
-        return _encode_png(rgba)
+        index = self._score_index[q]
+        if not self._score_palette[index, 3].any():
+            return None
+        return Pixels(index, self._score_palette)
 
-    def _render_changes(self, tile, tilesize: int) -> bytes:
-        rgba = None
+    def _render_changes(self, tile, tilesize: int) -> Pixels | None:
+        """Palette pixels: the change mask, then the objects' outlines; RGBA once labels are drawn (antialiased)."""
+        index = None
         if self.tile_exists(tile.z, tile.x, tile.y):
             # nodata=254 (never written) instead of the file's 255, so that "not analysed" (255) stays a value
             # and only pixels outside the raster are masked. Nearest: classes must not be blended.
@@ -767,16 +828,17 @@ class TileRenderer:
                 v[np.ma.getmaskarray(arr)[0]] = 0
                 if v.any():
                     hatch = _hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
-                    rgba = np.where(hatch[..., None], self._mask_lut_on[v], self._mask_lut_off[v])
-        im = self._draw_objects(rgba, tile, tilesize)
-        if im is None:
-            return empty_tile(tilesize) if rgba is None else _encode_png(rgba)
-        if im.getbbox() is None:  # the margin brought in objects, none visible here
-            return empty_tile(tilesize)
-        return _encode_png(im)
+                    index = np.where(hatch, self._mask_lut_on[v], self._mask_lut_off[v])
+        pixels = self._draw_objects(index, tile, tilesize)
+        if pixels is None:
+            return None if index is None else Pixels(index, CHANGES_PALETTE)
+        if not pixels.rgba()[..., 3].any():  # the margin brought in objects, none visible here
+            return None
+        return pixels
 
-    def _draw_objects(self, rgba, tile, tilesize: int) -> Image.Image | None:
-        """Outlines (and labels when large enough) of the objects near the tile, or None if none."""
+    def _draw_objects(self, index, tile, tilesize: int) -> Pixels | None:
+        """The mask's palette indexes (or nothing) with the outlines of the objects near the tile and, when they
+        are large enough, their labels; None if no object is near."""
         if not len(self._labels):
             return None
         matrix = TMS.matrix(tile.z)
@@ -792,32 +854,36 @@ class TileRenderer:
         # vertex lands on the same pixel in every tile, so outlines and labels join across tile borders.
         x0, y0 = matrix.pointOfOrigin
         ox, oy = tile.x * tilesize, tile.y * tilesize
-        im = Image.fromarray(rgba, "RGBA") if rgba is not None else Image.new("RGBA", (tilesize, tilesize))
+        # Outlines in palette indexes: Pillow draws lines without antialiasing, so every pixel is one entry.
+        im = Image.fromarray(index, "L") if index is not None else Image.new("L", (tilesize, tilesize))
         draw = ImageDraw.Draw(im)
         m = LINE_MARGIN_PX * res
         clipped = shapely.clip_by_rect(self._outlines[hits], left - m, bottom - m, right + m, top + m)
         for i, lines in zip(hits, clipped):
             if lines is None or lines.is_empty:
                 continue
-            colour = (*self._colours[i], 255)
             for part in shapely.get_parts(lines):
                 c = shapely.get_coordinates(part)
                 if len(c) < 2:
                     continue
                 px = np.rint((c[:, 0] - x0) / res) - ox
                 py = np.rint((y0 - c[:, 1]) / res) - oy
-                draw.line(list(zip(px.tolist(), py.tolist())), fill=colour, width=OUTLINE_WIDTH, joint="curve")
-        if labels_here:
-            font = _font()
-            for i in hits:
-                if self._size_m[i] / res < LABEL_MIN_PIXELS:
-                    continue
-                ax, ay = self._anchor[i]
-                px = int(round((ax - x0) / res)) - ox
-                py = int(round((y0 - ay) / res)) - oy - 3
-                draw.text((px, py), self._labels[i], font=font, anchor="mb", fill=(255, 255, 255, 255),
-                          stroke_width=2, stroke_fill=(20, 20, 20, 255))
-        return im
+                draw.line(list(zip(px.tolist(), py.tolist())), fill=_OUTLINE_INDEX[self._changes[i]],
+                          width=OUTLINE_WIDTH, joint="curve")
+        index = np.asarray(im)
+        labelled = [i for i in hits if labels_here and self._size_m[i] / res >= LABEL_MIN_PIXELS]
+        if not labelled:
+            return Pixels(index, CHANGES_PALETTE)
+        im = Image.fromarray(CHANGES_PALETTE[index], "RGBA")  # labels are antialiased: RGBA from here
+        draw = ImageDraw.Draw(im)
+        font = _font()
+        for i in labelled:
+            ax, ay = self._anchor[i]
+            px = int(round((ax - x0) / res)) - ox
+            py = int(round((y0 - ay) / res)) - oy - 3
+            draw.text((px, py), self._labels[i], font=font, anchor="mb", fill=(255, 255, 255, 255),
+                      stroke_width=2, stroke_fill=(20, 20, 20, 255))
+        return Pixels(np.asarray(im))
 
 
 # ---------------------------------------------------------------------------------------------

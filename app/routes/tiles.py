@@ -1,18 +1,29 @@
-"""XYZ tiles, TileJSON and WMTS capabilities of a finished analysis."""
+"""XYZ tiles, TileJSON and WMTS capabilities of a finished analysis.
+
+A tile request takes one of two paths. :class:`WarmTiles`, an ASGI layer in front of the routes, answers a
+tile whose bytes this process holds in memory: key and analysis from memory, headers computed with the
+bytes, no dependency injection, no database session, no thread. Everything else goes on to the
+:func:`tile` route, which authenticates, loads the analysis, answers 304 from the ETag alone, reads the disk
+cache or renders on the tile threads, and answers every error.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from enum import Enum
+from functools import lru_cache
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path as PathParam, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import store
-from app.deps import MapPrincipalDep, Principal, SettingsDep
-from app.errors import NotFound
-from app.tilecache import ProductRef
+from app.deps import MapPrincipalDep, Principal, SettingsDep, identify, map_credentials, parse_bearer
+from app.errors import NotFound, ServiceError
+from app.tilecache import MEDIA_TYPES, CachedTile, ProductRef
 from app.views import as_utc, etag_matches
 
 router = APIRouter(prefix="/v1/analyses", tags=["tiles"])
@@ -64,7 +75,27 @@ async def disconnected(request: Request) -> None:
         pass
 
 
-async def render_unless_gone(request: Request, *args) -> tuple[bytes, str] | None:
+@lru_cache(maxsize=256)
+def negotiate(accept: str | None) -> str:
+    """``webp`` when ``Accept`` names image/webp with a quality above zero and at least image/png's (the most
+    specific media range applies, RFC 9110 12.5.1), else ``png``, the URL's own type: browsers and MapLibre
+    name image/webp; QGIS and curl (``*/*``) get PNG."""
+    quality = {}
+    for item in (accept or "").lower().split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            quality[media] = min(max(float(q), 0.0), 1.0)
+        except ValueError:
+            continue
+
+    def q(media: str) -> float:
+        return next((quality[m] for m in (media, "image/*", "*/*") if m in quality), 0.0)
+
+    return "webp" if 0 < quality.get("image/webp", 0.0) >= q("image/png") else "png"
+
+
+async def render_unless_gone(request: Request, *args) -> tuple[CachedTile, str] | None:
     """Render on the tile threads; None if the client went first (a render not yet started never runs)."""
     job = request.app.state.products.submit(request.app.state.products.tile, *args)
     result = asyncio.wrap_future(job)
@@ -80,7 +111,16 @@ async def render_unless_gone(request: Request, *args) -> tuple[bytes, str] | Non
     return result.result()
 
 
-@router.get("/{analysis_id}/tiles/{z}/{x}/{y}.png", responses={200: {"content": {"image/png": {}}}, 304: {}})
+def tile_response(status: int, headers: list, body: bytes = b"") -> Response:
+    """A response with ready ASGI headers (those of :class:`~app.tilecache.CachedTile`)."""
+    response = Response(content=body, status_code=status)
+    response.raw_headers = list(headers)
+    return response
+
+
+@router.get("/{analysis_id}/tiles/{z}/{x}/{y}.png",
+            responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
+                             "description": "PNG, or WebP when the client's Accept prefers image/webp"}, 304: {}})
 async def tile(
     request: Request,
     analysis_id: str,
@@ -88,30 +128,88 @@ async def tile(
     x: Annotated[int, PathParam(ge=0)],
     y: Annotated[int, PathParam(ge=0)],
     principal: MapPrincipalDep,
-    settings: SettingsDep,
     layer: Annotated[Layer, Query(description="before | after | score | changes")] = Layer.changes,
 ) -> Response:
-    """A 256 px Web Mercator (WebMercatorQuad) PNG tile. Tiles outside the analysis are transparent;
-    a z/x/y outside the tile matrix, or a zoom below the TileJSON's minzoom, is 404."""
+    """A 256 px Web Mercator (WebMercatorQuad) tile: PNG, or WebP (lossy for imagery, lossless for the
+    overlays) when ``Accept`` prefers image/webp. Tiles outside the analysis are transparent; a z/x/y
+    outside the tile matrix, or a zoom below the TileJSON's minzoom, is 404."""
     if x >= 2**z or y >= 2**z:
         raise NotFound("tile outside the tile matrix")
     ref = await lookup_async(request, principal, analysis_id)
-    etag = ref.etag(layer.value, z, x, y)
-    cache_control = "private" if principal.token else "public"
-    headers = {"ETag": etag, "Cache-Control": f"{cache_control}, max-age={settings.tile_max_age_s}, immutable"}
-    metrics = request.app.state.metrics
+    products, metrics = request.app.state.products, request.app.state.metrics
+    where = (ref, layer.value, z, x, y, negotiate(request.headers.get("accept")))
+    private = principal.token is not None
+    etag = products.etag(*where)
     if etag_matches(request.headers.get("if-none-match"), etag):
         metrics.tile_requests.labels(layer.value, "not_modified").inc()
-        return Response(status_code=304, headers=headers)
-    data, source = request.app.state.products.cached(ref, layer.value, z, x, y), "memory"
-    if data is None:
-        got = await render_unless_gone(request, ref, layer.value, z, x, y)
+        return tile_response(304, products.headers(etag, private=private))
+    cached, source = products.cached(*where), "memory"
+    if cached is None:
+        got = await render_unless_gone(request, *where)
         if got is None:
             metrics.tile_requests.labels(layer.value, "cancelled").inc()
             return Response(status_code=499)  # nobody is listening
-        data, source = got
+        cached, source = got
     metrics.tile_requests.labels(layer.value, source).inc()
-    return Response(content=data, media_type="image/png", headers=headers)
+    return tile_response(*cached.answer(private=private, not_modified=False))
+
+
+#: Paths of :func:`tile` (FastAPI validates z <= 30 and the layer again on the way to the route).
+TILE_PATH = re.compile(r"/v1/analyses/([^/]+)/tiles/(\d{1,2})/(\d{1,10})/(\d{1,10})\.png")
+TILE_ROUTE = next(route for route in router.routes if getattr(route, "endpoint", None) is tile)
+LAYERS = {layer.value for layer in Layer}
+WANTED_HEADERS = {b"authorization", b"host", b"accept", b"if-none-match"}
+
+
+class WarmTiles:
+    """ASGI layer between the middleware and the routes: a GET of a tile whose bytes this process holds in
+    memory is answered here, from memory only, with the headers computed with the bytes; anything else (a
+    tile on disk or to render, no valid key, a key table or analysis to load, a malformed request) goes on
+    to the route, which answers it in full. Security headers, CORS and request metrics still apply."""
+
+    def __init__(self, app: ASGIApp, *, state):
+        self.app, self.state = app, state
+        self.outcomes = {(layer, outcome): state.metrics.tile_requests.labels(layer, outcome)
+                         for layer in LAYERS for outcome in ("memory", "not_modified")}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = TILE_PATH.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        answer = self.answer(scope, match) if match else None
+        if answer is None:
+            return await self.app(scope, receive, send)
+        scope["route"] = TILE_ROUTE  # for the request metrics
+        status, headers, body = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def answer(self, scope: Scope, match: re.Match) -> tuple[int, list, bytes] | None:
+        """(status, headers, body) of a tile held in memory, or None: let the route answer."""
+        state = self.state
+        if state.keys.stale():
+            return None
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        layer = query.get("layer", Layer.changes.value)
+        if layer not in LAYERS:
+            return None
+        headers = {}
+        for name, value in scope["headers"]:
+            if name in WANTED_HEADERS:
+                headers.setdefault(name, value.decode("latin-1"))
+        key, from_query = map_credentials(parse_bearer(headers.get(b"authorization")), query.get("token"))
+        try:
+            principal = identify(state, key, from_query=from_query, client=scope["client"][0] if scope.get("client") else "",
+                                 host_header=headers.get(b"host"))
+        except ServiceError:
+            return None
+        ref = state.products.ref(match[1])
+        if ref is None or ref.team != principal.team:
+            return None
+        cached = state.products.cached(ref, layer, int(match[2]), int(match[3]), int(match[4]), negotiate(headers.get(b"accept")))
+        if cached is None:
+            return None
+        not_modified = etag_matches(headers.get(b"if-none-match"), cached.etag)
+        self.outcomes[layer, "not_modified" if not_modified else "memory"].inc()
+        return cached.answer(private=principal.token is not None, not_modified=not_modified)
 
 
 @router.get("/{analysis_id}/tilejson.json")
