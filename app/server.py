@@ -17,6 +17,9 @@ import tempfile
 
 from app.settings import Settings
 
+#: Tells an HTTP worker process its supervisor's pid (not a setting).
+SUPERVISOR_ENV = "_BASEWATCH_SUPERVISOR_PID"
+
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound TCP socket whose accepted connections get ``TCP_NODELAY``.
@@ -59,6 +62,7 @@ def serve(settings: Settings) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="basewatch-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported here or in a worker
     os.environ.update(BASEWATCH_HOST=settings.host, BASEWATCH_PORT=str(settings.port))  # the workers read Settings()
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     try:
         supervise(settings, sock)
     finally:
@@ -92,9 +96,9 @@ def supervise(settings: Settings, sock: socket.socket) -> None:
 
 def http_worker_app():
     """The app of one HTTP worker process (a uvicorn factory): the API without the dispatcher; the kernel
-    kills it when the supervisor dies (even by ``kill -9``), so it never serves on alone."""
+    kills it when the supervisor dies (even by ``kill -9``, even before this ran), so it never serves alone."""
     from app.jobs import die_with_parent
     from app.main import create_app
 
-    die_with_parent(os.getppid())
+    die_with_parent(int(os.environ[SUPERVISOR_ENV]))
     return create_app(Settings(), run_jobs=False)

@@ -417,3 +417,125 @@ def test_score_wholly_inside_a_change_stays_translucent(renderer):
     r0, r1, c0, c1 = OBJ
     alpha = _tile_alpha(renderer, "score", 22, (c0 + c1) / 2, (r0 + r1) / 2)  # ~6 m tile in the 20 m object
     assert alpha.min() > 100 and alpha.max() < 255
+
+
+# --- encodings -------------------------------------------------------------------------------------------------
+
+
+def _decode_any(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    assert im.size == (256, 256)
+    return im
+
+
+def test_overlays_are_palette_pngs_and_exact_lossless_webps(renderer):
+    z = renderer.info().maxzoom - 3  # the object is a few pixels: outlines, no label
+    t, _, _ = _pixel_of(z, *_obj_centre())
+    for layer in ("changes", "score"):
+        png = _decode_any(renderer.render(layer, t.z, t.x, t.y))
+        assert png.format == "PNG" and png.mode == "P", layer
+        webp = _decode_any(renderer.render(layer, t.z, t.x, t.y, fmt="webp"))
+        assert webp.format == "WEBP"
+        a, b = np.asarray(png.convert("RGBA")).astype(int), np.asarray(webp.convert("RGBA")).astype(int)
+        visible = a[..., 3] > 0
+        assert (a[..., 3] == b[..., 3]).all() and (a[visible] == b[visible]).all(), layer  # colour under alpha 0 is free
+
+
+def test_imagery_webp_is_lossy_but_close_and_smaller(renderer):
+    z = renderer.info().maxzoom
+    t, _, _ = _pixel_of(z, *_obj_centre())
+    png, webp = renderer.render("after", t.z, t.x, t.y), renderer.render("after", t.z, t.x, t.y, fmt="webp")
+    a = np.asarray(_decode_any(png).convert("RGBA")).astype(int)
+    b = np.asarray(_decode_any(webp).convert("RGBA")).astype(int)
+    assert (a[..., 3] == b[..., 3]).all()  # alpha stays exact: no data stays transparent
+    assert np.abs(a[..., :3] - b[..., :3]).mean() < 4
+    assert len(webp) < len(png) / 2
+    assert renderer.render("after", t.z, t.x, t.y, fmt="webp") == webp  # deterministic: ETags stay valid
+
+
+def test_label_tiles_are_rgba(renderer):
+    r0, _, c0, c1 = OBJ
+    t, _, _ = _pixel_of(renderer.info().maxzoom, *_lonlat((c0 + c1) / 2, r0))
+    assert _decode_any(renderer.render("changes", t.z, t.x, t.y)).mode == "RGBA"  # antialiased text
+
+
+def test_unknown_format(renderer):
+    with pytest.raises(ValueError, match="format"):
+        renderer.render("before", 18, 0, 0, fmt="gif")
+
+
+# --- the cold path reads only what the zoom needs ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def layered_product(tmp_path_factory, product):
+    """The product with a ``before.tif`` whose full resolution and two overview levels hold different flat
+    values (10 %, 40 %, 70 % reflectance; the 0-100 % stretch spans 0.1-0.8): what a tile shows tells which
+    level was read."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("layered")
+    for f in product.iterdir():
+        shutil.copy(f, d / f.name)
+    src = d / "before.src.tif"
+    shape = (3, SIZE, SIZE)
+    with rasterio.open(src, "w", driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="float32", crs=CRS,
+                       transform=Affine(RES, 0, ORIGIN[0], 0, -RES, ORIGIN[1]), tiled=True, blockxsize=64,
+                       blockysize=64) as ds:
+        ds.write(np.full(shape, 0.7, np.float32))
+        for i, name in enumerate(("red", "green", "blue"), start=1):
+            ds.set_band_description(i, name)
+    for value, level in ((0.7, 4), (0.4, 2)):  # level 4 from 0.7, then level 2 from 0.4 (level 4 kept)
+        with rasterio.open(src, "r+") as ds:
+            ds.write(np.full(shape, value, np.float32))
+            ds.build_overviews([level], rasterio.enums.Resampling.average)
+    with rasterio.open(src, "r+") as ds:
+        full = np.full(shape, 0.1, np.float32)  # full resolution: 0.1, with a corner pixel for the stretch
+        full[:, -1, -1] = 0.8
+        ds.write(full)
+    gdal_copy(str(src), str(d / "before.tif"), driver="COG", compress="deflate", blocksize=256)  # keeps those overviews
+    src.unlink()
+    return d
+
+
+def test_each_zoom_reads_the_overview_it_needs(layered_product):
+    with TileRenderer(layered_product, score_range=(0.5, 1.0), percentiles=(0, 100)) as r:
+        info = r.info()
+        assert sorted(r._overviews["before"]) == [1, 2, 4]
+        grey = {}
+        for z in range(info.minzoom, info.native_zoom + 1):
+            t, col, row = _pixel_of(z, *_lonlat(SIZE / 2, SIZE / 2))
+            grey[z] = int(_decode(r.render("before", z, t.x, t.y))[row, col, 0])
+        ratio = {z: TMS.matrix(z).cellSize / info.mercator_pixel_m for z in grey}  # data pixels per tile pixel
+    level_of = {round(255 * ((v - 0.1) / 0.7) ** (1 / 1.2)): level for v, level in ((0.1, 1), (0.4, 2), (0.7, 4))}
+    read = {z: next(level for value, level in level_of.items() if abs(g - value) <= 2) for z, g in grey.items()}
+    for z, level in read.items():  # the coarsest level not coarser than the tile
+        assert level == max(f for f in (1, 2, 4) if f <= max(ratio[z], 1)), (z, round(ratio[z], 2), level)
+    assert set(read.values()) == {1, 2, 4}
+
+
+def test_a_tile_warps_only_its_own_extent(product, monkeypatch):
+    """Within the product, a tile's warp covers the tile (plus the 1 px margin of an enlarged read), nothing wider."""
+    import rio_tiler.reader
+
+    warped = []
+
+    class Spy(rio_tiler.reader.WarpedVRT):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            warped.append(self.bounds)
+
+    monkeypatch.setattr(rio_tiler.reader, "WarpedVRT", Spy)
+    with TileRenderer(product) as r:
+        info = r.info()
+        for z in range(info.maxzoom - 2, info.maxzoom + 4):
+            t, _, _ = _pixel_of(z, *_lonlat(SIZE * 0.6, SIZE * 0.6))
+            for layer in LAYERS:
+                warped.clear()
+                r.render(layer, z, t.x, t.y)
+                left, bottom, right, top = TMS.xy_bounds(t)
+                n = r._read_size(z, 256) if layer in ("before", "after", "score") else 256
+                margin = (right - left) / n * (1 if n < 256 else 0) + info.mercator_pixel_m  # margin + one data pixel
+                assert warped, (z, layer)
+                for w, s, e, nn in warped:
+                    assert w >= left - margin and e <= right + margin and s >= bottom - margin and nn <= top + margin, (z, layer)
