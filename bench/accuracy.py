@@ -167,26 +167,11 @@ def print_synthetic_tables(totals: dict) -> None:
 
 
 @dataclass
-class RealScore:
-    """Pixel counts of one method on one real pair, and its run time."""
+class RealScore(ObjectScore):
+    """Pixel counts (tp, fp, fn) of one method on one real pair, the share it reported changed, its run time."""
 
-    tp: int
-    fp: int
-    fn: int
-    changed_share: float
-    seconds: float
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def f1(self) -> float:
-        return f1(self.tp, self.fp, self.fn)
+    changed_share: float = 0.0
+    seconds: float = 0.0
 
 
 def real_pairs(root: Path) -> list[Path]:
@@ -209,7 +194,7 @@ def score_real_pair(folder: Path, method: str) -> RealScore:
     tp, fp, fn = pixel_counts(ours, truth)
     assessable = truth != 255
     share = float(np.isin(ours[assessable], (1, 2, 3)).mean()) if assessable.any() else 0.0
-    return RealScore(tp, fp, fn, share, seconds)
+    return RealScore(tp=tp, fp=fp, fn=fn, changed_share=share, seconds=seconds)
 
 
 def bench_real(methods, datasets: dict[str, Path]) -> dict:
@@ -244,7 +229,7 @@ def print_real_tables(scores: dict, methods) -> None:
 
 def pooled_real(scores: list[RealScore]) -> list[str]:
     tp, fp, fn = (sum(getattr(s, k) for s in scores) for k in ("tp", "fp", "fn"))
-    pooled = RealScore(tp, fp, fn, 0.0, 0.0)
+    pooled = RealScore(tp=tp, fp=fp, fn=fn)
     return [f"{pooled.precision:.3f}", f"{pooled.recall:.3f}", f"{pooled.f1:.3f}", ""]
 
 
