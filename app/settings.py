@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(10.0, gt=0, description="Longest wait for a database connection before 503.")
     tile_cache_items: int = Field(4096, ge=0, description="Rendered tiles kept in memory per process.")
     tile_max_age_s: int = Field(31_536_000, description="Cache-Control max-age of tiles of a finished analysis, seconds.")
-    tile_threads: int = Field(8, ge=1, description="Threads rendering tiles (separate from the API's own pool).")
+    tile_threads: int = Field(2, ge=1, description="Threads rendering tiles per HTTP process, at a lower CPU priority than "
+                                                   "the event loop that answers cached tiles and the API.")
     tile_queue: int = Field(256, ge=1, description="Tiles waiting to be rendered before further ones are answered 503.")
     tile_max_read_pixels: int = Field(4_000_000, ge=65_536, description="Pixel budget of one tile layer read (404 beyond: zoom in).")
     gdal_cachemax_mb: int = Field(256, ge=16, description="GDAL block cache per process, MB.")

@@ -102,6 +102,19 @@ class LRU:
                 self._bytes -= len(self._data.pop(key))
 
 
+#: Niceness of the tile threads (0 normal, 19 lowest).
+RENDER_NICENESS = 10
+
+
+def yield_cpu() -> None:
+    """Lower this thread's scheduling priority (Linux niceness is per thread): renders take the CPU the event
+    loop, answering cached tiles and the API, leaves."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 class ProductCache:
     """Everything the tile routes keep between requests."""
 
@@ -117,7 +130,8 @@ class ProductCache:
         self._renderers: OrderedDict = OrderedDict()
         self._broken: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=settings.tile_threads, thread_name_prefix="basewatch-tiles")
+        self.pool = ThreadPoolExecutor(max_workers=settings.tile_threads, thread_name_prefix="basewatch-tiles",
+                                       initializer=yield_cpu)
         self._pending = threading.BoundedSemaphore(settings.tile_queue)
 
     # analysis lookups -------------------------------------------------------------------

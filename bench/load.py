@@ -1,9 +1,10 @@
 """Load benchmark: 60 s of mixed traffic against a real ``basewatch serve`` (not part of ``make test``).
 
-    .venv/bin/python bench/load.py [--seconds 60] [--concurrency 32]
+    .venv/bin/python bench/load.py [--seconds 60] [--concurrency 32] [--workers 2]
 
-Starts ``basewatch serve`` with API keys on a free 127.0.0.1 port and a temporary data folder, uploads a
-synthetic pair (``basewatch synth`` default preset) and runs one analysis; then ``--concurrency`` clients
+Starts ``basewatch serve`` (``BASEWATCH_HTTP_WORKERS=--workers``) with an API key on a free 127.0.0.1 port and a
+temporary data folder, uploads a synthetic pair (``basewatch synth`` default preset) and runs one analysis;
+then ``--concurrency`` clients
 (asyncio + httpx, keep-alive) send, for ``--seconds``:
 
 * map tiles of every layer at every zoom from minzoom-1 (answered 404) to maxzoom+2, picked at random
@@ -13,7 +14,7 @@ synthetic pair (``basewatch synth`` default preset) and runs one analysis; then 
 while two more scenes are uploaded and one more analysis is queued and polled to the end. It prints
 requests/s, p50/p99 per kind of request (a *cached* tile is one the bench already received once), the
 error count (5xx, transport errors, and any status not expected for that request) and the server's RSS
-(API process and its workers) before and after. Requests go to 127.0.0.1 only and stop after ``--seconds``.
+(all its processes) before and after. Requests go to 127.0.0.1 only and stop after ``--seconds``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,26 +35,19 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.serving import Service, analyse  # noqa: E402
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(RSS of ``pid``, RSS of its child processes), MB."""
-    def rss(p: int) -> float:
+def rss_mb(pids) -> float:
+    """Total RSS of these processes, MB."""
+    total = 0.0
+    for p in pids:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
+            total += next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                          if line.startswith("VmRSS")) / 1024
+        except (OSError, StopIteration):
             pass
-        return 0.0
-
-    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return rss(pid), sum(rss(c) for c in children)
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,69 +143,43 @@ class Load:
             return time.monotonic() - started
 
 
-def setup(tmp: Path, port: int) -> tuple[subprocess.Popen, str, dict]:
+def setup(tmp: Path, workers: int) -> tuple[Service, dict]:
     """Server with a key, a synthetic pair (twice: one for the setup analysis, one for the uploads under load)."""
     from imagery.synth import make_pair, preset, write_pair
 
-    env = {**os.environ, "BASEWATCH_DATA_DIR": str(tmp / "data"), "BASEWATCH_HOST": "127.0.0.1",
-           "BASEWATCH_PORT": str(port), "BASEWATCH_LOG_LEVEL": "warning"}
-    out = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--name", "bench", "--team", "bench"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    key = out.stdout.strip()
     pairs = [write_pair(make_pair(preset("default", seed=seed)), tmp / f"pair{seed}") for seed in (1, 2)]
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env,
-                              stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if client.get("/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise RuntimeError((tmp / "server.log").read_text())
-        time.sleep(0.2)
-    ids = []
-    for name in ("before", "after"):
-        with open(pairs[0][name], "rb") as fh:
-            ids.append(client.post("/v1/scenes", files={"file": (f"{name}.tif", fh, "image/tiff")}).raise_for_status().json()["id"])
-    aoi = client.post("/v1/aois", json={"name": "bench", "geometry": json.loads(pairs[0]["aoi"].read_text())}).json()
-    aid = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]}).json()["id"]
-    while (body := client.get(f"/v1/analyses/{aid}").json())["status"] not in ("succeeded", "failed"):
-        time.sleep(0.5)
-    assert body["status"] == "succeeded", body["error"]
-    tilejson = client.get(f"/v1/analyses/{aid}/tilejson.json").json()
-    aoi2 = client.post("/v1/aois", json={"name": "bench 2", "geometry": json.loads(pairs[1]["aoi"].read_text())}).json()
-    return server, key, {"analysis": body, "tilejson": tilejson, "aoi": aoi2["id"], "scenes": [pairs[1]["before"], pairs[1]["after"]]}
+    service = Service(tmp / "data", env={"BASEWATCH_HTTP_WORKERS": str(workers)}, log=tmp / "server.log").start()
+    with service.client() as client:
+        body = analyse(client, pairs[0]["before"], pairs[0]["after"], json.loads(pairs[0]["aoi"].read_text()))
+        tilejson = client.get(f"/v1/analyses/{body['id']}/tilejson.json").json()
+        aoi2 = client.post("/v1/aois", json={"name": "bench 2", "geometry": json.loads(pairs[1]["aoi"].read_text())}).json()
+    return service, {"analysis": body, "tilejson": tilejson, "aoi": aoi2["id"], "scenes": [pairs[1]["before"], pairs[1]["after"]]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="BASEWATCH_HTTP_WORKERS of the server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="basewatch-load-") as tmp:
-        port = free_port()
-        server, key, ctx = setup(Path(tmp), port)
+        service, ctx = setup(Path(tmp), args.workers)
         try:
-            before = rss_mb(server.pid)
-            load = Load(f"http://127.0.0.1:{port}", key, ctx["analysis"], ctx["tilejson"], ctx["scenes"], ctx["aoi"])
+            before = rss_mb(service.pids())
+            load = Load(service.url, service.key, ctx["analysis"], ctx["tilejson"], ctx["scenes"], ctx["aoi"])
             elapsed = asyncio.run(load.run(args.seconds, args.concurrency))
-            after = rss_mb(server.pid)
+            after, processes = rss_mb(service.pids()), len(service.pids())
         finally:
-            server.terminate()
-            server.wait(30)
+            service.stop()
     total = sum(len(v) for v in load.latency.values())
-    print(f"{args.seconds:.0f} s at concurrency {args.concurrency}: {total} requests, {total / elapsed:.0f} req/s, "
+    print(f"{args.seconds:.0f} s at concurrency {args.concurrency}, {args.workers} HTTP processes: {total} requests, {total / elapsed:.0f} req/s, "
           f"{len(load.errors)} errors")
     print(f"{'request':<20}{'count':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for kind in sorted(load.latency):
         ms = [v * 1000 for v in load.latency[kind]]
         print(f"{kind:<20}{len(ms):>8}{statistics.median(ms):>10.1f}{percentile(ms, 99):>10.1f}{max(ms):>10.1f}")
-    print(f"server RSS before: API {before[0]:.0f} MB + workers {before[1]:.0f} MB; "
-          f"after: API {after[0]:.0f} MB + workers {after[1]:.0f} MB")
+    print(f"server RSS ({args.workers} HTTP processes; {processes} processes in all at the end): "
+          f"{before:.0f} MB before, {after:.0f} MB after")
     for line in load.errors[:20]:
         print("error:", line)
     sys.exit(1 if load.errors else 0)

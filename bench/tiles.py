@@ -1,127 +1,96 @@
-"""Tile serving benchmark: basewatch's TileRenderer (+ in-process LRU) against titiler.core, same COG.
+"""Tile benchmark: the real service route against titiler.core serving the same COG, driven by wrk.
 
-    .venv/bin/python bench/tiles.py [--product DIR] [--tiles 300] [--concurrency 4] [--workers 2]
+    .venv/bin/python bench/tiles.py [--pair DIR] [--tiles 300] [--concurrency 4] [--workers 2] [--seconds 10]
 
-Without ``--product`` it first runs ``basewatch detect`` on the OSCD rennes pair into a temporary folder.
-Both servers run under uvicorn on 127.0.0.1 with the same number of worker processes and are driven by
-the same httpx client code at the same concurrency:
+Needs ``wrk`` (Debian/Ubuntu: ``apt-get install wrk``) and ``titiler.core`` (``pip install -e '.[bench]'``).
 
-* **basewatch**: a minimal FastAPI app; ``/tiles/{z}/{x}/{y}.png?layer=before`` answers from a bounded
-  in-memory LRU of PNG bytes (per worker process) or renders with :class:`imagery.tiles.TileRenderer`
-  in the thread pool.
-* **titiler**: a minimal ``titiler.core`` ``TilerFactory`` app serving ``before.tif`` with the same
-  bands, the same stretch (``rescale``), gamma (``color_formula``) and bilinear resampling; and, for
-  reference, titiler with its defaults (nearest resampling, no gamma).
+* **basewatch**: ``basewatch serve`` with ``BASEWATCH_HTTP_WORKERS=--workers``, an API key, and an analysis
+  of ``--pair`` (``before.tif``, ``after.tif``; default the OSCD Rennes pair) run through the API; tiles are
+  ``GET /v1/analyses/{id}/tiles/{z}/{x}/{y}.png?layer=before`` with ``Authorization: Bearer``, exactly as a
+  map client asks.
+* **titiler**: a ``titiler.core`` ``TilerFactory`` app with ``--workers`` uvicorn processes serving that
+  analysis's ``before.tif`` with the same bands, stretch (``rescale``), gamma (``color_formula``) and bilinear
+  resampling ("same render"), and with its defaults (nearest, no gamma). Its listener gets TCP_NODELAY like
+  basewatch's (``app.server.listen_socket``), so neither pays Linux's 40 ms delayed ACK.
 
-Each server gets a set of distinct tiles twice: *cold* (first request of each tile) and *warm* (the same
-set again). Requests are spread over ``--concurrency`` keep-alive connections (one synchronous httpx
-client per thread) with a fixed tile -> connection assignment, so a warm request reaches the worker
-process that rendered the tile (as a sticky connection would); the basewatch rows report the share of
-warm requests answered from the LRU.
-Server CPU per tile is read from /proc (all uvicorn worker processes).
-
-The servers are started like ``uvicorn --workers N`` but with a listening socket that keeps
-TCP_NODELAY on accepted connections (see :func:`serve`); ``--uvicorn-cli`` uses the stock CLI instead,
-which adds ~40 ms to every keep-alive request after the first on Linux (uvicorn issue #3149).
-
-Needs ``titiler.core`` (``pip install titiler.core``). Requests go to 127.0.0.1 only; each pass is
-bounded by the tile count and a timeout. Typical run: about a minute.
+The same ``--tiles`` distinct tiles (from the zoom below the data's native one, deeper until there are
+enough) are requested at ``--concurrency`` keep-alive connections (``wrk -t1``): *cold*, each tile once
+(basewatch renders each; titiler renders every request), then *warm*, the same tiles in a loop for
+``--seconds`` after one unmeasured loop (every basewatch process holds them in memory). Rows give tiles/s,
+latency percentiles (wrk), and the server's CPU per tile (all its processes, from /proc). A basewatch WebP
+row shows the same tiles for a client whose ``Accept`` prefers image/webp. Every server and wrk run started
+here is stopped at the end; requests go to 127.0.0.1 only. Typical run: about two minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.serving import Service, analyse, cpu_seconds, descendants, free_port  # noqa: E402
+
 RENNES = Path(os.environ.get("BASEWATCH_SHARED", "/work/shared")) / "data" / "oscd" / "rennes"
-PRODUCT_ENV = "BASEWATCH_BENCH_PRODUCT"
-CACHE_ITEMS, CACHE_BYTES = 4096, 256 * 1024 * 1024
+
+#: wrk script: paths from a file; "once" sends each path once (then /healthz, not counted) and prints ONCE
+#: when the last tile has come back (wrk is then stopped with SIGINT), "loop" cycles through them. Prints
+#: one JSON line from done().
+WRK_SCRIPT = r"""
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  -- i starts at -1: wrk calls request() once after init() to check the script (that request is never sent)
+  paths, n, i, images, bad, mode = {}, 0, -1, 0, 0, args[2]
+  for line in io.lines(args[1]) do n = n + 1; paths[n] = line end
+end
+function request()
+  i = i + 1
+  if mode == "once" and i > n then return wrk.format("GET", "/healthz") end
+  return wrk.format("GET", paths[(math.max(i, 1) - 1) % n + 1])
+end
+function response(status, headers, body)
+  local ctype = headers["content-type"] or headers["Content-Type"] or ""
+  if status == 200 and ctype:find("json") then return end  -- /healthz
+  answered = (answered or 0) + 1
+  if status == 200 and ctype:sub(1, 6) == "image/" then images = images + 1
+  else
+    bad = bad + 1
+    if bad <= 3 then io.write(string.format("BAD %d %s\n", status, body:sub(1, 200))) end
+  end
+  if mode == "once" and answered == n then io.write("ONCE\n"); io.stdout:flush() end
+end
+function done(summary, latency, requests)
+  local images, bad = 0, 0
+  for _, t in ipairs(threads) do images = images + t:get("images"); bad = bad + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format('WRK {"images": %d, "bad": %d, "errors": %d, "seconds": %f, "bytes": %d, ' ..
+    '"p50": %f, "p90": %f, "p99": %f, "max": %f}\n', images, bad, e.connect + e.read + e.write + e.timeout,
+    summary.duration / 1e6, summary.bytes, latency:percentile(50) / 1e3, latency:percentile(90) / 1e3,
+    latency:percentile(99) / 1e3, latency.max / 1e3))
+end
+"""
 
 
 # ------------------------------------------------------------------------------------------------
-# the two apps (imported by the uvicorn workers through --factory)
+# titiler (imported by its uvicorn workers)
 # ------------------------------------------------------------------------------------------------
-
-class LRU:
-    """Thread-safe LRU of bytes bounded by item count and total size."""
-
-    def __init__(self, max_items: int, max_bytes: int):
-        self.max_items, self.max_bytes = max_items, max_bytes
-        self._data: OrderedDict = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key, value: bytes) -> None:
-        with self._lock:
-            if key in self._data:
-                return
-            self._data[key] = value
-            self._bytes += len(value)
-            while len(self._data) > self.max_items or self._bytes > self.max_bytes:
-                _, old = self._data.popitem(last=False)
-                self._bytes -= len(old)
-
-
-def make_basewatch_app():
-    """FastAPI app serving the product in $BASEWATCH_BENCH_PRODUCT with TileRenderer + LRU."""
-    sys.path.insert(0, str(ROOT))
-    from fastapi import FastAPI, HTTPException, Response
-    from fastapi.concurrency import run_in_threadpool
-
-    from imagery.tiles import LAYERS, TileOutOfRange, TileRenderer
-
-    renderer = TileRenderer(os.environ[PRODUCT_ENV])
-    cache = LRU(CACHE_ITEMS, CACHE_BYTES)
-    app = FastAPI()
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"ok": True}
-
-    @app.get("/tiles/{z}/{x}/{y}.png")
-    async def tile(z: int, x: int, y: int, layer: str = "before"):
-        key = (layer, z, x, y)
-        data = cache.get(key)
-        if data is not None:
-            return Response(data, media_type="image/png", headers={"x-cache": "hit"})
-        if layer not in LAYERS:
-            raise HTTPException(404, "unknown layer")
-        try:
-            data = await run_in_threadpool(renderer.render, layer, z, x, y)
-        except TileOutOfRange as exc:
-            raise HTTPException(404, str(exc)) from None
-        cache.put(key, data)
-        return Response(data, media_type="image/png", headers={"x-cache": "miss"})
-
-    return app
-
 
 def make_titiler_app():
-    """Minimal titiler.core app: one TilerFactory (COG endpoints, ?url=)."""
+    """Minimal titiler.core app: one TilerFactory (COG endpoints, ?url=), titiler's own error handlers."""
     from fastapi import FastAPI
-    from titiler.core.factory import TilerFactory
-
     from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.factory import TilerFactory
 
     app = FastAPI()
     app.include_router(TilerFactory().router)
@@ -134,258 +103,193 @@ def make_titiler_app():
     return app
 
 
-# ------------------------------------------------------------------------------------------------
-# server processes
-# ------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(factory: str, port: int, workers: int) -> None:
-    """Run ``tiles:<factory>`` under uvicorn with ``workers`` processes on 127.0.0.1:``port``.
-
-    Same as ``uvicorn --workers N`` except that the listening socket is created with
-    ``proto=IPPROTO_TCP``: uvicorn's own (``Config.bind_socket``) leaves ``proto`` at 0, so asyncio
-    does not set TCP_NODELAY on accepted connections and, on Linux, every keep-alive request after
-    the first waits ~40 ms for a delayed ACK (uvicorn issue #3149).
-    """
+def serve_titiler(port: int, workers: int) -> None:
+    """titiler under uvicorn's supervisor with ``workers`` processes, on basewatch's kind of listener."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(f"tiles:{factory}", factory=True, host="127.0.0.1", port=port, workers=workers,
+    from app.server import listen_socket
+
+    config = uvicorn.Config("bench.tiles:make_titiler_app", factory=True, host="127.0.0.1", port=port, workers=workers,
                             log_level="warning", access_log=False, timeout_keep_alive=120)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.set_inheritable(True)
-    Multiprocess(config, sockets=[sock]).run()
+    Multiprocess(config, sockets=[listen_socket("127.0.0.1", port)]).run()
 
 
-class Server:
-    """A uvicorn process group on 127.0.0.1 (started and stopped by this benchmark only)."""
-
-    def __init__(self, factory: str, workers: int, env: dict, log: Path, *, stock_cli: bool = False):
+class Titiler:
+    def __init__(self, workers: int, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        here = str(Path(__file__).resolve().parent)
-        if stock_cli:
-            cmd = [sys.executable, "-m", "uvicorn", "--factory", f"tiles:{factory}", "--app-dir", here,
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
-                   "--no-access-log", "--timeout-keep-alive", "120"]
-        else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", factory, "--port", str(self.port),
-                   "--workers", str(workers)]
-        env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-        self.log = log
-        with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
-            self.proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT), start_new_session=True,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        self.workers = workers
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, __file__, "--serve-titiler", "--port", str(self.port),
+                                          "--workers", str(workers)], cwd=ROOT, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.log, self.workers = log, workers
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0) -> "Titiler":
         import httpx
 
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"titiler exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200 and len(self.worker_pids()) >= self.workers:
-                    return
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200 and len(descendants(self.proc.pid)) > self.workers:
+                    return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("server did not start")
-
-    def worker_pids(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        raise RuntimeError("titiler did not start")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the worker processes, seconds."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.worker_pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
-                pass
-        return total / tick
+        return cpu_seconds([self.proc.pid, *descendants(self.proc.pid)])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+                self.proc.wait(5)
 
 
 # ------------------------------------------------------------------------------------------------
-# client
+# driving wrk
 # ------------------------------------------------------------------------------------------------
 
-def run_pass(clients, urls: list[str], timeout_s: float) -> dict:
-    """GET every URL once; URL i goes over connection i % len(clients), one thread per connection.
-
-    Synchronous httpx clients in threads: the async client costs ~2x more CPU per request, which on a
-    2-core machine is taken from the servers under test.
-    """
-    import httpx
-
-    lat: list[float] = []
-    counts = {"hits": 0, "errors": 0}
-    lock = threading.Lock()
-    deadline = time.monotonic() + timeout_s
-
-    def worker(k: int, client) -> None:
-        mine, hits, errors = [], 0, 0
-        for url in urls[k::len(clients)]:
-            if time.monotonic() > deadline:
-                errors += 1
-                continue
-            t0 = time.perf_counter()
-            try:
-                r = client.get(url)
-            except httpx.HTTPError as exc:
-                errors += 1
-                print(f"    {type(exc).__name__} on {url}", flush=True)
-                continue
-            mine.append(time.perf_counter() - t0)
-            if r.status_code != 200 or not r.content.startswith(b"\x89PNG"):
-                errors += 1
-                print(f"    HTTP {r.status_code} on {url}: {r.text[:200]}", flush=True)
-            hits += r.headers.get("x-cache") == "hit"
-        with lock:
-            lat.extend(mine)
-            counts["hits"] += hits
-            counts["errors"] += errors
-
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(clients)]
-    t0, c0 = time.perf_counter(), time.process_time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
-    lat_ms = sorted(v * 1000 for v in lat) or [float("nan")]
-    return {
-        "n": len(lat), "rps": len(lat) / wall, "wall_s": wall, **counts,
-        "client_ms": client_cpu * 1000 / max(len(lat), 1),
-        "p50": statistics.median(lat_ms), "p95": lat_ms[min(len(lat_ms) - 1, int(0.95 * len(lat_ms)))],
-    }
-
-
-def bench_server(server: Server, urls: list[str], warmup: list[str], concurrency: int, timeout_s: float) -> dict:
-    """Warm-up, then the cold and the warm pass over ``concurrency`` keep-alive connections."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=300)
-    clients = [httpx.Client(limits=limits, timeout=30.0) for _ in range(concurrency)]
+def wrk(server, paths: list[str], mode: str, *, seconds: float, concurrency: int, headers: dict, tmp: Path) -> dict:
+    """One wrk run; its JSON summary plus tiles/s and the server's CPU ms per tile."""
+    script, listing = tmp / "tiles.lua", tmp / "paths.txt"
+    script.write_text(WRK_SCRIPT)
+    listing.write_text("\n".join(paths) + "\n")
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script)]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd += [server.url, "--", str(listing), mode]
+    started, cpu0 = time.perf_counter(), server.cpu_seconds()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, elapsed = [], None
     try:
-        run_pass(clients, warmup, timeout_s)  # open the connections, load the code paths
-        out = {}
-        for name in ("cold", "warm"):
-            cpu0 = server.cpu_seconds()
-            res = run_pass(clients, urls, timeout_s)
-            res["cpu_ms"] = (server.cpu_seconds() - cpu0) * 1000 / max(res["n"], 1)
-            out[name] = res
-        return out
+        if mode == "once":  # wrk runs for its -d whatever the script does: stop it when the last tile is back
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("ONCE"):
+                    elapsed = time.perf_counter() - started
+                    break
+            cpu = server.cpu_seconds() - cpu0
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=seconds + 60)
     finally:
-        for c in clients:
-            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if mode != "once":
+        cpu = server.cpu_seconds() - cpu0
+    lines += out.splitlines()
+    for bad in [ln.strip() for ln in lines if ln.startswith("BAD ")]:
+        print(f"    {bad}", flush=True)
+    line = next((ln for ln in lines if ln.startswith("WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out[-1000:]} {err[-1000:]}")
+    res = json.loads(line[4:])
+    if elapsed is not None:
+        res["seconds"] = elapsed
+    res["tps"] = res["images"] / res["seconds"]
+    res["cpu_ms"] = cpu * 1000 / max(res["images"], 1)
+    if mode == "once":
+        res["bad"] += max(0, len(paths) - res["images"] - res["bad"])  # not answered within the time bound
+    return res
+
+
+def run_server(name: str, server, paths: list[str], args, tmp: Path, headers: dict) -> dict:
+    """Cold (each tile once) then warm (an unmeasured loop, then --seconds of loops)."""
+    print(f"  {name}: cold", flush=True)
+    cold = wrk(server, paths, "once", seconds=300, concurrency=args.concurrency, headers=headers, tmp=tmp)
+    wrk(server, paths, "loop", seconds=max(2.0, args.seconds / 4), concurrency=args.concurrency, headers=headers, tmp=tmp)
+    print(f"  {name}: warm", flush=True)
+    warm = wrk(server, paths, "loop", seconds=args.seconds, concurrency=args.concurrency, headers=headers, tmp=tmp)
+    return {"cold": cold, "warm": warm}
 
 
 # ------------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------------
 
-def make_product(tmp: Path) -> Path:
-    exe = Path(sys.executable).parent / "basewatch"
-    cmd = [str(exe) if exe.exists() else "basewatch", "detect", str(RENNES / "before.tif"), str(RENNES / "after.tif"),
-           "--out", str(tmp / "product"), "--quiet"]
-    print("making the product:", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=str(tmp), stdout=subprocess.DEVNULL)
-    print(f"  {time.perf_counter() - t0:.1f} s", flush=True)
-    return tmp / "product"
-
-
 def pick_tiles(product: Path, n: int, seed: int = 0):
-    """n distinct tiles over the product: native zoom and one below, then deeper zooms until there are n."""
-    sys.path.insert(0, str(ROOT))
+    """n distinct tiles over the product, both servers' tiles: the zoom below the native one and deeper."""
     from rio_tiler.io import Reader
 
     from imagery.tiles import TMS, TileRenderer
 
     with TileRenderer(product) as r, Reader(str(product / "before.tif")) as cog:
         info = r.info()
-        tiles = []
-        z = max(info.native_zoom - 1, 0)
+        tiles, z = [], max(info.native_zoom - 1, info.minzoom)
         while len(tiles) < n and z <= 24:
-            # tiles over the data for both servers (rio-tiler's edge test differs slightly from basewatch's)
-            tiles += [t for t in TMS.tiles(*info.bounds, zooms=[z])
-                      if r.tile_exists(t.z, t.x, t.y) and cog.tile_exists(t.x, t.y, t.z)]
+            # rio-tiler's edge test differs slightly from basewatch's: keep tiles both serve
+            tiles += [t for t in TMS.tiles(*info.bounds, zooms=[z]) if r.tile_exists(t.z, t.x, t.y) and cog.tile_exists(t.x, t.y, t.z)]
             z += 1
-        rng = random.Random(seed)
-        keep = sorted(rng.sample(tiles, n) if len(tiles) > n else tiles, key=lambda t: (t.z, t.x, t.y))
-        rng.shuffle(keep)
-        return info, keep
+    rng = random.Random(seed)
+    keep = rng.sample(tiles, n) if len(tiles) > n else tiles
+    rng.shuffle(keep)
+    return info, keep
 
 
-def fmt_row(name: str, phase: str, r: dict, with_hits: bool) -> str:
-    hit = f"{100 * r['hits'] / max(r['n'], 1):5.0f}%" if with_hits else "     -"
-    return (f"{name:<22} {phase:<5} {r['n']:>5} {r['rps']:>9.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} "
-            f"{r['cpu_ms']:>9.2f} {r['client_ms']:>9.2f} {hit} {r['errors']:>4}")
+def fmt_row(name: str, phase: str, r: dict) -> str:
+    return (f"{name:<24} {phase:<5} {r['images']:>6} {r['tps']:>9.1f} {r['p50']:>8.2f} {r['p90']:>8.2f} {r['p99']:>8.2f} "
+            f"{r['cpu_ms']:>8.2f} {r['bytes'] / max(r['images'], 1) / 1024:>7.1f} {r['bad'] + r['errors']:>4}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--product", type=Path, help="existing product folder (default: run basewatch detect on rennes)")
-    ap.add_argument("--tiles", type=int, default=300, help="distinct tiles per pass (default 300)")
+    ap.add_argument("--pair", type=Path, default=RENNES, help="folder with before.tif and after.tif (default: OSCD Rennes)")
+    ap.add_argument("--tiles", type=int, default=300, help="distinct tiles (default 300)")
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes per server")
-    ap.add_argument("--no-titiler-defaults", action="store_true", help="skip the titiler run with default (nearest) resampling")
-    ap.add_argument("--pass-timeout", type=float, default=60.0, help="seconds per pass at most")
-    ap.add_argument("--uvicorn-cli", action="store_true",
-                    help="start the servers with the stock `uvicorn --workers` CLI (no TCP_NODELAY: +40 ms per keep-alive request)")
-    ap.add_argument("--serve", metavar="FACTORY", help=argparse.SUPPRESS)  # internal: run one server
+    ap.add_argument("--workers", type=int, default=2, help="HTTP processes of each server")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each warm run")
+    ap.add_argument("--no-titiler-defaults", action="store_true", help="skip titiler with its default (nearest) rendering")
+    ap.add_argument("--serve-titiler", action="store_true", help=argparse.SUPPRESS)  # internal: run the titiler server
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.serve:
-        serve(args.serve, args.port, args.workers)
+    if args.serve_titiler:
+        serve_titiler(args.port, args.workers)
         return 0
-
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 2
     try:
         import titiler.core  # noqa: F401
     except ImportError:
-        print("titiler.core is not installed: .venv/bin/pip install titiler.core", file=sys.stderr)
+        print("titiler.core is not installed: .venv/bin/pip install -e '.[bench]'", file=sys.stderr)
         return 2
 
-    t_start = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
+    started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tiles-"))
-    servers: list[Server] = []
+    service = Service(tmp / "data", env={"BASEWATCH_HTTP_WORKERS": str(args.workers)}, log=tmp / "basewatch.log")
+    titiler = None
     try:
-        product = args.product.resolve() if args.product else make_product(tmp)
+        service.start()
+        print(f"analysing {args.pair} through the API ...", flush=True)
+        with service.client() as client:
+            analysis = analyse(client, args.pair / "before.tif", args.pair / "after.tif")
+        product = service.data_dir / "analyses" / analysis["id"]
         info, tiles = pick_tiles(product, args.tiles)
-        zoom_mix = {}
+        zooms = {}
         for t in tiles:
-            zoom_mix[t.z] = zoom_mix.get(t.z, 0) + 1
-        print(f"product {product}: {info.pixel_size_m:.2f} m pixels, native zoom {info.native_zoom}, "
-              f"zooms {info.minzoom}-{info.maxzoom}")
-        print(f"{len(tiles)} distinct tiles, by zoom {dict(sorted(zoom_mix.items()))}; concurrency {args.concurrency}, "
-              f"{args.workers} uvicorn workers per server; load average {os.getloadavg()[0]:.2f}")
-        warm_tile = warmup_tile(info)
+            zooms[t.z] = zooms.get(t.z, 0) + 1
+        print(f"product {product.name}: {info.pixel_size_m:.2f} m pixels, native zoom {info.native_zoom}, zooms "
+              f"{info.minzoom}-{info.maxzoom}; {len(tiles)} tiles by zoom {dict(sorted(zooms.items()))}; concurrency "
+              f"{args.concurrency}, {args.workers} HTTP processes per server; load average {os.getloadavg()[0]:.2f}")
 
-        before = str(product / "before.tif")
+        auth = {"Authorization": f"Bearer {service.key}"}
+        path = f"/v1/analyses/{analysis['id']}/tiles/{{z}}/{{x}}/{{y}}.png?layer=before"
+        results = {"basewatch": run_server("basewatch", service, [path.format(z=t.z, x=t.x, y=t.y) for t in tiles], args, tmp, auth)}
+        results["basewatch WebP"] = run_server("basewatch WebP", service, [path.format(z=t.z, x=t.x, y=t.y) for t in tiles], args,
+                                               tmp, {**auth, "Accept": "image/webp,*/*"})
+        service.stop()
+
+        before = product / "before.tif"
         rescale = "&".join(f"rescale={lo:.6g},{hi:.6g}" for lo, hi in info.stretch.values())
         import rasterio
 
@@ -393,62 +297,41 @@ def main(argv=None) -> int:
             roles = [(d or "").lower() for d in ds.descriptions]
         bidx = "&".join(f"bidx={roles.index(b) + 1 if b in roles else 1}" for b in info.bands)
         gamma = "&color_formula=gamma+RGB+1.2" if len(info.bands) == 3 else ""
-        titiler_same = f"url={before}&{bidx}&{rescale}&resampling=bilinear&reproject=bilinear{gamma}"
-        titiler_default = f"url={before}&{bidx}&{rescale}"
-
-        runs = [
-            ("basewatch (LRU)", "make_basewatch_app", lambda t: f"/tiles/{t.z}/{t.x}/{t.y}.png?layer=before", True),
-            ("titiler (same render)", "make_titiler_app",
-             lambda t: f"/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{titiler_same}", False),
-        ]
+        variants = {"titiler (same render)": f"url={before}&{bidx}&{rescale}&resampling=bilinear&reproject=bilinear{gamma}"}
         if not args.no_titiler_defaults:
-            runs.append(("titiler (defaults)", "make_titiler_app",
-                         lambda t: f"/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{titiler_default}", False))
-
-        results = {}
-        for name, factory, path, hits in runs:
-            server = Server(factory, args.workers, {PRODUCT_ENV: str(product)}, tmp / f"{factory}.log",
-                            stock_cli=args.uvicorn_cli)
-            servers.append(server)
-            server.wait_ready()
-            urls = [server.url + path(t) for t in tiles]
-            warmup = [server.url + path(warm_tile)] * (2 * args.concurrency)
-            results[name] = bench_server(server, urls, warmup, args.concurrency, args.pass_timeout)
-            server.stop()
-            print(f"  {name}: done", flush=True)
+            variants["titiler (defaults)"] = f"url={before}&{bidx}&{rescale}"
+        titiler = Titiler(args.workers, tmp / "titiler.log").start()
+        for name, query in variants.items():
+            paths = [f"/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{query}" for t in tiles]
+            results[name] = run_server(name, titiler, paths, args, tmp, {})
+        titiler.stop()
 
         print()
-        print(f"{'server':<22} {'pass':<5} {'tiles':>5} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'srv cpu':>9} {'cli cpu':>9} {'hits':>6} {'err':>4}")
-        print(f"{'':<22} {'':<5} {'':>5} {'':>9} {'':>8} {'':>8} {'ms/tile':>9} {'ms/tile':>9}")
-        for name, _, _, hits in runs:
+        print(f"{'server':<24} {'pass':<5} {'tiles':>6} {'tiles/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+              f"{'cpu ms':>8} {'KB':>7} {'err':>4}")
+        for name, res in results.items():
             for phase in ("cold", "warm"):
-                print(fmt_row(name, phase, results[name][phase], hits))
-        bw, tt = results["basewatch (LRU)"], results["titiler (same render)"]
+                print(fmt_row(name, phase, res[phase]))
+        bw, tt = results["basewatch"], results["titiler (same render)"]
         print()
         for phase in ("cold", "warm"):
-            line = (f"basewatch/titiler {phase}: throughput x{bw[phase]['rps'] / tt[phase]['rps']:.2f}, "
-                    f"p50 x{bw[phase]['p50'] / tt[phase]['p50']:.2f}, cpu/tile x{bw[phase]['cpu_ms'] / max(tt[phase]['cpu_ms'], 1e-9):.2f}")
+            line = (f"basewatch/titiler {phase}: tiles/s x{bw[phase]['tps'] / tt[phase]['tps']:.1f}, "
+                    f"server cpu per tile x{bw[phase]['cpu_ms'] / max(tt[phase]['cpu_ms'], 1e-9):.2f}")
             if "titiler (defaults)" in results:
-                td = results["titiler (defaults)"][phase]
-                line += f"; vs titiler defaults: throughput x{bw[phase]['rps'] / td['rps']:.2f}"
+                line += f"; against titiler's defaults x{bw[phase]['tps'] / results['titiler (defaults)'][phase]['tps']:.1f}"
             print(line)
-        print(f"targets: warm >= 10x titiler: {'met' if bw['warm']['rps'] >= 10 * tt['warm']['rps'] else 'NOT met'}; "
-              f"cold >= titiler: {'met' if bw['cold']['rps'] >= tt['cold']['rps'] else 'NOT met'}")
-        print(f"total {time.perf_counter() - t_start:.0f} s; load average now {os.getloadavg()[0]:.2f}")
-        return 0
+        checks = [("warm >= 20x titiler", bw["warm"]["tps"] >= 20 * tt["warm"]["tps"]),
+                  ("warm p99 < 20 ms", bw["warm"]["p99"] < 20),
+                  ("cold >= 2x titiler", bw["cold"]["tps"] >= 2 * tt["cold"]["tps"]),
+                  ("no errors", not any(r[p]["bad"] + r[p]["errors"] for r in results.values() for p in ("cold", "warm")))]
+        print("targets: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks))
+        print(f"total {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")
+        return 0 if all(ok for _, ok in checks) else 1
     finally:
-        for s in servers:
-            s.stop()
+        service.stop()
+        if titiler is not None:
+            titiler.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def warmup_tile(info):
-    """A tile of the product below the measured zooms: used to open the connections and warm the code."""
-    sys.path.insert(0, str(ROOT))
-    from imagery.tiles import TMS
-
-    lon, lat, _ = info.center
-    return TMS.tile(lon, lat, max(min(info.minzoom, info.native_zoom - 2), 0))
 
 
 if __name__ == "__main__":
