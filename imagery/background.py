@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def local_median(image: np.ndarray, valid: np.ndarray, window_px: float) -> np.ndarray:
+def local_median(image: np.ndarray, valid: np.ndarray, window_px: float, *, stats=None) -> np.ndarray:
     """Median of each band over a square window of about ``window_px`` pixels.
 
     Parameters
@@ -23,17 +23,23 @@ def local_median(image: np.ndarray, valid: np.ndarray, window_px: float) -> np.n
         filled from the nearest valid block.
     window_px : float
         Window side in pixels.
+    stats : SceneStats, optional
+        Scene statistics: the band medians invalid pixels take (``fill``); default measured here.
 
     Returns
     -------
     ndarray, same shape as ``image``, float32
         The block medians (blocks of ``window_px / 5`` pixels) median-filtered
         over the window and bilinearly interpolated back to full resolution.
+        Blocks start at row and column 0 (see :func:`median_block_px`).
     """
+    from imagery.scenestats import scene_stats
+
+    stats = scene_stats(stats)
     squeeze = image.ndim == 2
     stack = image[None] if squeeze else image
     rows, cols = valid.shape
-    block = max(1, int(window_px // 5))
+    block = median_block_px(window_px)
     nr, nc = -(-rows // block), -(-cols // block)
     size = max(3, int(round(window_px / block)) | 1)
     out = np.empty(stack.shape, dtype=np.float32)
@@ -42,7 +48,8 @@ def local_median(image: np.ndarray, valid: np.ndarray, window_px: float) -> np.n
     coverage = coverage.reshape(nr, block, nc, block).mean(axis=(1, 3))
     for k in range(stack.shape[0]):
         # invalid pixels take the band's median so block medians stay fast; blocks under half valid are refilled
-        fill = float(np.median(stack[k][valid][:: max(1, int(valid.sum()) // 200_000)])) if valid.any() else 0.0
+        fill = stats.take(f"fill{k}", lambda: float(np.median(stack[k][valid][:: max(1, int(valid.sum()) // 200_000)]))
+                          if valid.any() else 0.0)
         padded = np.full((nr * block, nc * block), fill, dtype=np.float32)
         padded[:rows, :cols] = np.where(valid, stack[k], fill)
         blocks = padded.reshape(nr, block, nc, block).transpose(0, 2, 1, 3).reshape(nr, nc, -1)
@@ -65,6 +72,25 @@ def local_median(image: np.ndarray, valid: np.ndarray, window_px: float) -> np.n
         # block centres -> pixel centres, bilinear
         out[k] = ndimage.zoom(med, block, order=1, grid_mode=True, mode="nearest")[:rows, :cols]
     return out[0] if squeeze else out
+
+
+def edge_padded(image: np.ndarray, radius: int) -> np.ndarray:
+    """(bands, rows, cols) padded by ``radius`` pixels on each side, edges replicated (for :func:`shifted`)."""
+    return np.pad(image, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+
+
+def shifted(padded: np.ndarray, radius: int, d: tuple[int, int]) -> np.ndarray:
+    """A view of the image :func:`edge_padded` by ``radius`` moved by ``d = (rows, cols)`` pixels: value at p is
+    the image at p - d (as ``np.roll``, with the edges replicated instead of wrapped round, so a block of a larger
+    grid sees what the whole grid would)."""
+    rows, cols = padded.shape[1] - 2 * radius, padded.shape[2] - 2 * radius
+    return padded[:, radius - d[0]: radius - d[0] + rows, radius - d[1]: radius - d[1] + cols]
+
+
+def median_block_px(window_px: float) -> int:
+    """Side (pixels) of the blocks :func:`local_median` takes medians of: a block of a larger grid gives the
+    same background when its origin is a multiple of it."""
+    return max(1, int(window_px // 5))
 
 
 def robust_sigma(values: np.ndarray) -> float:

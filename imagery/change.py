@@ -12,9 +12,11 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from scipy import ndimage, special, stats
+from scipy import ndimage, special
+from scipy import stats as scipy_stats
 
 from imagery.normalize import MADFit
+from imagery.scenestats import SceneStats, scene_stats
 from imagery.thresholds import kittler_illingworth, otsu
 
 
@@ -34,6 +36,12 @@ class ChangeInputs:
         IR-MAD fitted on the raw dates (multiband only).
     sample : ndarray
         Flat indexes of the statistics sample (valid pixels).
+    raw_after : ndarray (bands, rows, cols) float32, optional
+        AFTER co-registered but not normalised.
+    stats : SceneStats, optional
+        Scene-wide statistics and decisions (thresholds, noise, fitted models), one scope per method; default
+        measured on these arrays. A block of a larger grid gets the whole grid's (see
+        :mod:`imagery.scenestats`).
     """
 
     before: np.ndarray
@@ -44,6 +52,11 @@ class ChangeInputs:
     mad: MADFit | None
     sample: np.ndarray
     raw_after: np.ndarray | None = None
+    stats: SceneStats | None = None
+
+    def scene(self, method: str) -> SceneStats:
+        """The scene statistics of ``method``."""
+        return scene_stats(self.stats).scope(method)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ def chi2_score(statistic: np.ndarray, dof: int) -> np.ndarray:
 def calibrate(statistic_sample: np.ndarray, dof: int) -> float:
     """Scale that makes the sample median equal the chi-square(dof) median (no-change pixels dominate)."""
     med = float(np.median(statistic_sample))
-    return med / stats.chi2.median(dof) if med > 0 else 1.0
+    return med / scipy_stats.chi2.median(dof) if med > 0 else 1.0
 
 
 def threshold_statistic(statistic: np.ndarray, inputs: ChangeInputs, dof: int) -> tuple[float, str]:
@@ -100,17 +113,17 @@ def threshold_statistic(statistic: np.ndarray, inputs: ChangeInputs, dof: int) -
     """
     sample = statistic.ravel()[inputs.sample]
     ki = float(np.exp(kittler_illingworth(np.log(np.maximum(sample, 1e-6)))))
-    floor = float(stats.chi2.isf(1e-4, dof))
+    floor = float(scipy_stats.chi2.isf(1e-4, dof))
     thr = max(ki, floor)
     return thr, f"max(Kittler-Illingworth on log chi2, chi2({dof}) false-alarm 1e-4) = {thr:.2f}"
 
 
-def finish(statistic: np.ndarray, dof: int, inputs: ChangeInputs, details: dict) -> ChangeResult:
-    thr, rule = threshold_statistic(statistic, inputs, dof)
+def finish(statistic: np.ndarray, dof: int, inputs: ChangeInputs, details: dict, stats: SceneStats) -> ChangeResult:
+    thr, rule = stats.take("threshold", lambda: threshold_statistic(statistic, inputs, dof))
     score = chi2_score(statistic, dof)
     score[~inputs.analysed] = 0.0
     changed = (statistic >= thr) & inputs.analysed
-    return ChangeResult(score=score, changed=changed, threshold=float(stats.chi2.cdf(thr, dof)), rule=rule,
+    return ChangeResult(score=score, changed=changed, threshold=float(scipy_stats.chi2.cdf(thr, dof)), rule=rule,
                         details={**details, "statistic_threshold": thr})
 
 
@@ -120,29 +133,31 @@ def irmad_method(inputs: ChangeInputs) -> ChangeResult:
         return cva_method(inputs)
     raw_after = inputs.raw_after if inputs.raw_after is not None else inputs.after
     chi2 = inputs.mad.chi2(inputs.before, raw_after)
-    return finish(chi2, inputs.mad.dof, inputs, {"statistic": "IR-MAD chi-square", **inputs.mad.to_dict()})
+    return finish(chi2, inputs.mad.dof, inputs, {"statistic": "IR-MAD chi-square", **inputs.mad.to_dict()},
+                  inputs.scene("irmad"))
 
 
 def cva_method(inputs: ChangeInputs) -> ChangeResult:
     """Change vector analysis: squared difference per band over a robust noise sigma, summed, calibrated."""
+    stats = inputs.scene("cva")
     diff = inputs.after - inputs.before
     stat = np.zeros(inputs.analysed.shape, dtype=np.float32)
     for k in range(diff.shape[0]):
-        sigma = robust_sigma(diff[k].ravel()[inputs.sample])
+        sigma = stats.take(f"sigma{k}", lambda: robust_sigma(diff[k].ravel()[inputs.sample]))
         stat += (diff[k] / sigma) ** 2
     dof = diff.shape[0]
-    stat /= calibrate(stat.ravel()[inputs.sample], dof)
-    return finish(stat, dof, inputs, {"statistic": "change vector magnitude"})
+    stat /= stats.take("calibration", lambda: calibrate(stat.ravel()[inputs.sample], dof))
+    return finish(stat, dof, inputs, {"statistic": "change vector magnitude"}, stats)
 
 
 def diff_method(inputs: ChangeInputs) -> ChangeResult:
     """Naive baseline: absolute brightness difference, Otsu threshold."""
+    stats = inputs.scene("diff")
     d = np.abs(inputs.after.mean(axis=0) - inputs.before.mean(axis=0))
-    sample = d.ravel()[inputs.sample]
-    scale = float(np.percentile(sample, 99.9)) or 1.0
+    scale = stats.take("scale", lambda: float(np.percentile(d.ravel()[inputs.sample], 99.9)) or 1.0)
     score = np.clip(d / scale, 0, 1).astype(np.float32)
     score[~inputs.analysed] = 0.0
-    thr = otsu(score.ravel()[inputs.sample])
+    thr = stats.take("threshold", lambda: otsu(score.ravel()[inputs.sample]))
     return ChangeResult(score=score, changed=(score >= thr) & inputs.analysed, threshold=thr,
                         rule=f"Otsu on |brightness difference| = {thr:.3f}", details={"statistic": "brightness difference"})
 
@@ -272,7 +287,7 @@ def row_blocks(rows: int, block_rows: int):
 
 
 def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample: np.ndarray,
-             *, block_rows: int = 512) -> np.ndarray:
+             *, block_rows: int = 512, stats: SceneStats | None = None) -> np.ndarray:
     """Pooled anomalous-change evidence (nats) per pixel, block by block.
 
     Parameters
@@ -283,6 +298,8 @@ def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample
         Flat indexes of analysed pixels the model is fitted on.
     block_rows : int
         Rows per block; memory is about 2 x 2 x bands x block_rows x cols float32.
+    stats : SceneStats, optional
+        Scene statistics: the fill values and the fitted joint Gaussian; default fitted here.
 
     Returns
     -------
@@ -296,8 +313,8 @@ def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample
     more) and keeps those of the sampled pixels, then the joint Gaussian is
     fitted; the per-pixel pass computes each block's
     features and evaluates the LLR. Blocks carry a halo so results do not
-    depend on the block size. The same block functions can run on tiles of a
-    larger-than-memory scene.
+    depend on the block size. A tile of a larger grid given the grid's
+    statistics (``stats``) gets the grid's LLR.
 
     References
     ----------
@@ -305,23 +322,30 @@ def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample
     detection, ICML workshop; J. Theiler (2008), Quantitative comparison of
     quadratic covariance-based anomalous change detectors, Applied Optics 47(28).
     """
+    stats = scene_stats(stats)
     rows, cols = analysed.shape
-    fills = [fill_values(image, analysed) for image in (before, after)]
-    sample = np.sort(sample[analysed.ravel()[sample]])
-    sample_rows = sample // cols
-    picked_b, picked_a = [], []
-    blocks = list(row_blocks(rows, block_rows))
-    every = 4 if len(blocks) >= 8 else 1  # the statistics pass reads a quarter of the rows of large scenes
-    for start, stop, h0, h1 in blocks[::every]:
-        lo, hi = np.searchsorted(sample_rows, [start, stop])
-        if hi == lo:
-            continue
-        idx = sample[lo:hi] - h0 * cols
-        fb = context_features(before[:, h0:h1], analysed[h0:h1], fills[0]).reshape(-1, (h1 - h0) * cols)
-        fa = context_features(after[:, h0:h1], analysed[h0:h1], fills[1]).reshape(-1, (h1 - h0) * cols)
-        picked_b.append(fb[:, idx])
-        picked_a.append(fa[:, idx])
-    model = JointGaussian.fit(np.concatenate(picked_b, axis=1), np.concatenate(picked_a, axis=1))
+    fills = [stats.take(f"fill_{name}", lambda: fill_values(image, analysed))
+             for name, image in (("before", before), ("after", after))]
+
+    def fit() -> JointGaussian:
+        picked = sample[analysed.ravel()[sample]]
+        picked = np.sort(picked)
+        sample_rows = picked // cols
+        picked_b, picked_a = [], []
+        blocks = list(row_blocks(rows, block_rows))
+        every = 4 if len(blocks) >= 8 else 1  # the statistics pass reads a quarter of the rows of large scenes
+        for start, stop, h0, h1 in blocks[::every]:
+            lo, hi = np.searchsorted(sample_rows, [start, stop])
+            if hi == lo:
+                continue
+            idx = picked[lo:hi] - h0 * cols
+            fb = context_features(before[:, h0:h1], analysed[h0:h1], fills[0]).reshape(-1, (h1 - h0) * cols)
+            fa = context_features(after[:, h0:h1], analysed[h0:h1], fills[1]).reshape(-1, (h1 - h0) * cols)
+            picked_b.append(fb[:, idx])
+            picked_a.append(fa[:, idx])
+        return JointGaussian.fit(np.concatenate(picked_b, axis=1), np.concatenate(picked_a, axis=1))
+
+    model = stats.take("model", fit)
     out = np.empty((rows, cols), dtype=np.float32)
     for start, stop, h0, h1 in row_blocks(rows, block_rows):
         fb = context_features(before[:, h0:h1], analysed[h0:h1], fills[0])
@@ -332,15 +356,18 @@ def hacd_llr(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, sample
     return gaussian(out, POOL_SIGMA_PX)
 
 
-def vegetated_both(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray) -> np.ndarray:
-    """Pixels vegetated at both dates (NDVI above that date's Otsu threshold and above 0); none without NIR."""
+def vegetated_both(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray,
+                   stats: SceneStats | None = None) -> np.ndarray:
+    """Pixels vegetated at both dates (NDVI above that date's Otsu threshold, a scene statistic, and above 0);
+    none without NIR."""
     if not ("nir" in bands and "red" in bands):
         return np.zeros(analysed.shape, bool)
+    stats = scene_stats(stats)
     nir, red = bands.index("nir"), bands.index("red")
     out = np.ones(analysed.shape, bool)
-    for image in (before, after):
+    for name, image in (("before", before), ("after", after)):
         ndvi = (image[nir] - image[red]) / np.maximum(image[nir] + image[red], 1e-6)
-        out &= ndvi > max(otsu(ndvi[analysed]), 0.0)
+        out &= ndvi > stats.take(f"ndvi_{name}", lambda: max(otsu(ndvi[analysed]), 0.0))
     return out
 
 
@@ -351,12 +378,13 @@ def hacd_method(inputs: ChangeInputs) -> ChangeResult:
     covariance and do not score. At coarse pixels (> 5 m) pixels vegetated at
     both dates are never called change.
     """
-    llr = hacd_llr(inputs.before, inputs.after, inputs.analysed, inputs.sample)
+    stats = inputs.scene("hacd")
+    llr = hacd_llr(inputs.before, inputs.after, inputs.analysed, inputs.sample, stats=stats)
     threshold_llr = float(np.log((1 - CHANGE_PRIOR) / CHANGE_PRIOR))
     score = (0.5 * (1.0 + np.tanh(0.5 * (llr - threshold_llr)))).astype(np.float32)  # logistic, overflow-free
     excluded = ~inputs.analysed
     if inputs.pixel_size_m > VEGETATION_RULE_MIN_PX_M:
-        excluded |= vegetated_both(inputs.before, inputs.after, inputs.bands, inputs.analysed)
+        excluded |= vegetated_both(inputs.before, inputs.after, inputs.bands, inputs.analysed, stats)
     score[excluded] = 0.0
     return ChangeResult(score=score, changed=score > 0.5, threshold=0.5,
                         rule=f"Bayes rule, change prior {CHANGE_PRIOR:g}: LLR > {threshold_llr:.2f} nats",
@@ -382,12 +410,13 @@ def objects_method(inputs: ChangeInputs) -> ChangeResult:
     """
     from imagery.objectchange import detect_object_changes
 
-    found = detect_object_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m)
+    found = detect_object_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m,
+                                  stats=inputs.scene("objects"))
     dof = inputs.before.shape[0]
     score = chi2_score(found.statistic, dof)
     score[~inputs.analysed] = 0.0
     changed = found.labels > 0
-    return ChangeResult(score=score, changed=changed, threshold=float(stats.chi2.cdf(stats.chi2.isf(1e-3, dof), dof)),
+    return ChangeResult(score=score, changed=changed, threshold=float(scipy_stats.chi2.cdf(scipy_stats.chi2.isf(1e-3, dof), dof)),
                         rule="objects present in one date and absent in the other, changes not explained by "
                              "illumination, local spectral change or lean (chi-square false-alarm 1e-3 per pixel)",
                         details={"statistic": "object-level change", **found.details},
@@ -402,7 +431,8 @@ def regions_method(inputs: ChangeInputs) -> ChangeResult:
     from imagery.regionchange import RegionParams, detect_region_changes
 
     params = RegionParams()
-    found = detect_region_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m, params)
+    found = detect_region_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m, params,
+                                  stats=inputs.scene("regions"))
     score = (0.5 * (1.0 + np.tanh(0.5 * (found.z - params.z_threshold)))).astype(np.float32)
     score[~inputs.analysed] = 0.0
     return ChangeResult(score=score, changed=found.labels > 0, threshold=0.5,

@@ -21,6 +21,7 @@ from skimage import morphology
 from skimage.filters import apply_hysteresis_threshold
 
 from imagery.background import robust_sigma
+from imagery.scenestats import SceneStats, scene_stats
 
 #: Smallest cloud or cloud-shadow core, m²; smaller bright patches are left to the change detector.
 CLOUD_CORE_M2 = 2_500.0
@@ -74,13 +75,17 @@ def irregularity(mask: np.ndarray) -> float:
     return float(outline.length / hull) if hull > 0 else 1.0
 
 
-def robust_z(values: np.ndarray, valid: np.ndarray, *, sample: int = 1_000_000) -> np.ndarray:
-    """(values - median) / robust sigma, the statistics taken on up to ``sample`` valid pixels (evenly strided)."""
-    pool = values[valid]
-    if pool.size > sample:
-        pool = pool[:: pool.size // sample]
-    med = float(np.median(pool))
-    sigma = max(robust_sigma(pool), 1e-6)
+def robust_z(values: np.ndarray, valid: np.ndarray, *, sample: int = 1_000_000, stats: SceneStats | None = None,
+             name: str = "z") -> np.ndarray:
+    """(values - median) / robust sigma, the statistics taken on up to ``sample`` valid pixels (evenly strided),
+    or given as the scene statistic ``name`` of ``stats``."""
+    def measure() -> tuple[float, float]:
+        pool = values[valid]
+        if pool.size > sample:
+            pool = pool[:: pool.size // sample]
+        return float(np.median(pool)), max(robust_sigma(pool), 1e-6)
+
+    med, sigma = scene_stats(stats).take(name, measure)
     return ((values - med) / sigma).astype(np.float32)
 
 
@@ -121,7 +126,7 @@ def cores_to_regions(candidates: np.ndarray, fringe: np.ndarray, valid: np.ndarr
 
 
 def cloud_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-               pixel_size_m: float) -> np.ndarray:
+               pixel_size_m: float, stats: SceneStats | None = None) -> np.ndarray:
     """Clouds in ``date``: large irregular regions far brighter than ``other`` and spectrally flat.
 
     Parameters
@@ -131,6 +136,9 @@ def cloud_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], vali
     bands : tuple of str
     valid : ndarray (rows, cols) bool
     pixel_size_m : float
+    stats : SceneStats, optional
+        Scene statistics of this date (robust z of the brightening, the other date's 99th percentile, the
+        median flatness); default measured on the arrays.
 
     Returns
     -------
@@ -146,16 +154,19 @@ def cloud_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], vali
     b_date = date[vis].mean(axis=0)
     b_other = other[vis].mean(axis=0)
     flat = date[vis].std(axis=0) / np.maximum(np.abs(b_date), 1e-6)
-    z = robust_z(b_date - b_other, valid)
-    bright = float(np.percentile(b_other[valid], 99))
-    cand = valid & (z > Z_CORE) & (b_date > bright) & (flat < np.median(flat[valid]))
+    stats = scene_stats(stats)
+    z = robust_z(b_date - b_other, valid, stats=stats)
+    bright = stats.take("bright", lambda: float(np.percentile(b_other[valid], 99)))
+    typical_flat = stats.take("flat", lambda: np.median(flat[valid]))
+    cand = valid & (z > Z_CORE) & (b_date > bright) & (flat < typical_flat)
     radius = max(1, int(round(1.0 / pixel_size_m)))
     cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
     return cores_to_regions(cand, valid & (z > Z_FRINGE), valid, pixel_size_m)
 
 
 def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                      pixel_size_m: float, colour: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                      pixel_size_m: float, colour: tuple[np.ndarray, np.ndarray] | None = None,
+                      stats: SceneStats | None = None) -> np.ndarray:
     """Cloud shadows in ``date``: large irregular regions far darker (log visible brightness) than ``other``
     and darkened in the colour of shade (:func:`skylit`).
 
@@ -164,14 +175,15 @@ def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...
     regular, and are handled by the change detector. ``colour`` is the pair
     (date, other) as recorded (before radiometric normalisation, whose
     offsets would bend band ratios) for the skylight test; default the pair
-    itself.
+    itself. ``stats``: this date's scene statistics (dark floor, robust z, skylight medians).
     """
+    stats = scene_stats(stats)
     vis = visible(bands)
-    both = np.concatenate([date[vis][:, valid], other[vis][:, valid]], axis=1)
-    floor = max(float(np.percentile(both, 0.5)), 1e-6)
+    floor = stats.take("floor", lambda: max(float(np.percentile(
+        np.concatenate([date[vis][:, valid], other[vis][:, valid]], axis=1), 0.5)), 1e-6))
     dl = np.log(np.maximum(date[vis].mean(axis=0), floor)) - np.log(np.maximum(other[vis].mean(axis=0), floor))
-    z = robust_z(dl, valid)
-    sky = skylit(*(colour or (date, other)), bands, valid)
+    z = robust_z(dl, valid, stats=stats)
+    sky = skylit(*(colour or (date, other)), bands, valid, stats=stats.scope("sky"))
     cand = valid & sky & (z < -Z_CORE) & (dl < np.log(0.7))
     radius = max(1, int(round(1.0 / pixel_size_m)))
     cand = ndimage.binary_closing(cand, structure=morphology.disk(radius)) & valid
@@ -183,7 +195,8 @@ def cloud_shadow_mask(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...
 SKYLIGHT_TOLERANCE = {"blue": 0.1, "nir": 0.3}
 
 
-def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray) -> np.ndarray:
+def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
+           stats: SceneStats | None = None) -> np.ndarray:
     """Pixels whose darkening has the colour of shade: lit by skylight only, which is bluer than sunlight.
 
     The shade/sun ratio falls with wavelength (Rayleigh scattering), so in a
@@ -192,17 +205,20 @@ def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: n
     (the scene-wide gain of each band): blue >= red and NIR <= red, up to
     :data:`SKYLIGHT_TOLERANCE`. A motor pool filling with dark vehicles
     darkens in another colour (paint and canopy reflect NIR) and is left to
-    the change detector. Bands that are missing make no test.
+    the change detector. Bands that are missing make no test. ``stats``: the floors and median ratios
+    per band (scene statistics).
     """
     out = np.ones(date.shape[1:], bool)
     if "red" not in bands or not valid.any():
         return out
+    stats = scene_stats(stats)
 
     def ratio(band: str) -> np.ndarray:
         k = bands.index(band)
-        floor = max(float(np.percentile(np.concatenate([date[k][valid], other[k][valid]]), 0.5)), 1e-6)
+        floor = stats.take(f"{band}.floor", lambda: max(float(np.percentile(
+            np.concatenate([date[k][valid], other[k][valid]]), 0.5)), 1e-6))
         r = np.log(np.maximum(date[k], floor)) - np.log(np.maximum(other[k], floor))
-        return r - float(np.median(r[valid]))
+        return r - stats.take(f"{band}.median", lambda: float(np.median(r[valid])))
 
     red = ratio("red")
     if "blue" in bands:
@@ -212,11 +228,12 @@ def skylit(date: np.ndarray, other: np.ndarray, bands: tuple[str, ...], valid: n
     return out
 
 
-def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float) -> np.ndarray:
+def coherent_change_mask(before: np.ndarray, after: np.ndarray, valid: np.ndarray, pixel_size_m: float,
+                         stats: SceneStats | None = None) -> np.ndarray:
     """Very large regions where every band brightens (or every band darkens) together: haze, thin cloud,
-    cloud shadow, water colour. Robust z of each band's difference, hysteresis 3 / 1.5 sigma, connected
-    area of at least :data:`COHERENT_M2`, dilated by :data:`COHERENT_MARGIN_M`."""
-    z = np.stack([robust_z(after[k] - before[k], valid) for k in range(before.shape[0])])
+    cloud shadow, water colour. Robust z of each band's difference (scene statistics), hysteresis 3 / 1.5
+    sigma, connected area of at least :data:`COHERENT_M2`, dilated by :data:`COHERENT_MARGIN_M`."""
+    z = np.stack([robust_z(after[k] - before[k], valid, stats=stats, name=f"z{k}") for k in range(before.shape[0])])
     out = np.zeros(valid.shape, bool)
     min_px = COHERENT_M2 / pixel_size_m**2
     for s in (z.min(axis=0), -z.max(axis=0)):
@@ -252,7 +269,7 @@ def upsample_mask(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.n
 
 
 def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                 pixel_size_m: float, raw_after: np.ndarray | None = None) -> NotAnalysed:
+                 pixel_size_m: float, raw_after: np.ndarray | None = None, stats: SceneStats | None = None) -> NotAnalysed:
     """Clouds and cloud shadows in either date, plus scene-scale coherent changes.
 
     Runs on block means of at most :data:`WORK_PIXEL_M` pixels (clouds are
@@ -269,29 +286,49 @@ def not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], 
         Analysis pixel size.
     raw_after : ndarray (bands, rows, cols), optional
         AFTER as recorded (co-registered, not normalised), for the colour of shadows.
+    stats : SceneStats, optional
+        Scene statistics (robust scales, percentiles, whether a date has clouds); default measured here.
+
+    Notes
+    -----
+    Block means start at row and column 0: a block of a larger grid gives the
+    same result when its origin is a multiple of :func:`lattice_px`.
     """
     factor = max(1, int(WORK_PIXEL_M // pixel_size_m))
     if factor == 1:
-        return detect_not_analysed(before, after, bands, valid, pixel_size_m, raw_after)
+        return detect_not_analysed(before, after, bands, valid, pixel_size_m, raw_after, stats)
     small = detect_not_analysed(block_mean(before, factor), block_mean(after, factor), bands,
                                 block_mean(valid.astype(np.float32), factor) > 0.5, pixel_size_m * factor,
-                                None if raw_after is None else block_mean(raw_after, factor))
+                                None if raw_after is None else block_mean(raw_after, factor), stats)
     up = lambda m: upsample_mask(m, factor, valid.shape) & valid  # noqa: E731
     return NotAnalysed(cloud=up(small.cloud), cloud_shadow=up(small.cloud_shadow), coherent=up(small.coherent))
 
 
 def detect_not_analysed(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], valid: np.ndarray,
-                        pixel_size_m: float, raw_after: np.ndarray | None = None) -> NotAnalysed:
-    """:func:`not_analysed` at the given pixel size."""
-    cloud_after = cloud_mask(after, before, bands, valid, pixel_size_m)
-    cloud_before = cloud_mask(before, after, bands, valid, pixel_size_m)
+                        pixel_size_m: float, raw_after: np.ndarray | None = None,
+                        stats: SceneStats | None = None) -> NotAnalysed:
+    """:func:`not_analysed` at the given pixel size.
+
+    Cloud shadows are searched in a date with clouds: clouds anywhere in the
+    scene (a scene statistic), or in these arrays.
+    """
+    stats = scene_stats(stats)
+    cloud_after = cloud_mask(after, before, bands, valid, pixel_size_m, stats.scope("after"))
+    cloud_before = cloud_mask(before, after, bands, valid, pixel_size_m, stats.scope("before"))
     cloud = cloud_after | cloud_before
     clear = valid & ~cloud
     shadow = np.zeros(valid.shape, bool)
     raw = after if raw_after is None else raw_after
-    for date, other, colour, clouds_in_date in ((after, before, (raw, before), cloud_after),
-                                                (before, after, (before, raw), cloud_before)):
-        if clouds_in_date.any():
-            shadow |= cloud_shadow_mask(date, other, bands, clear, pixel_size_m, colour)
-    coherent = coherent_change_mask(before, after, valid & ~cloud & ~shadow, pixel_size_m)
+    for name, date, other, colour, clouds_in_date in (("after", after, before, (raw, before), cloud_after),
+                                                      ("before", before, after, (before, raw), cloud_before)):
+        here = bool(clouds_in_date.any())
+        if stats.take(f"{name}.has_clouds", lambda: here) or here:
+            shadow |= cloud_shadow_mask(date, other, bands, clear, pixel_size_m, colour, stats.scope(f"{name}.shadow"))
+    coherent = coherent_change_mask(before, after, valid & ~cloud & ~shadow, pixel_size_m, stats.scope("coherent"))
     return NotAnalysed(cloud=cloud, cloud_shadow=shadow, coherent=coherent)
+
+
+def lattice_px(pixel_size_m: float) -> int:
+    """Block-mean factor of :func:`not_analysed` at this pixel size: blocks of a larger grid must start on
+    multiples of it."""
+    return max(1, int(WORK_PIXEL_M // pixel_size_m))

@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage
+from scipy import stats as scipy_stats
 from skimage import morphology
 
-from imagery.background import local_median, robust_sigma
+from imagery.background import edge_padded, local_median, median_block_px, robust_sigma, shifted
+from imagery.scenestats import SceneStats, scene_stats
 
 #: Approximate centre wavelength (nm) per band role, for the spectra of the shade lines.
 WAVELENGTH_NM = {"blue": 490, "green": 560, "red": 665, "nir": 842, "pan": 600}
@@ -103,7 +105,8 @@ def disk(radius_m: float, pixel_size_m: float) -> np.ndarray:
 
 
 def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarray, pixel_size_m: float,
-                      noise: np.ndarray, p: ObjectParams) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+                      noise: np.ndarray, p: ObjectParams,
+                      stats: SceneStats | None = None) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """Labelled candidate regions and the chi-square change statistic.
 
     The local median of AFTER - BEFORE over ``background_window_m`` is added
@@ -114,36 +117,41 @@ def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarra
     against shifted BEFORE and back), over the per-band noise, calibrated so
     its median is the chi-square median; seeds at ``p_seed``, grown to
     ``p_grow``; opened by a 0.5 m disk; regions of at least ``min_object_m2``.
+    Calibrations, the background's fill values and the residual sigma are
+    scene statistics (``stats``). Beyond the edges the edge pixels are repeated.
     """
+    stats = scene_stats(stats)
     nb = before.shape[0]
     diff = after - before
     raw = ((diff / noise[:, None, None]) ** 2).sum(0)
-    raw /= max(float(np.median(raw[analysed])) / stats.chi2.median(nb), 1.0)
-    strong = (raw > stats.chi2.isf(p.p_grow, nb)) & analysed
+    raw /= max(stats.take("raw_median", lambda: float(np.median(raw[analysed]))) / scipy_stats.chi2.median(nb), 1.0)
+    strong = (raw > scipy_stats.chi2.isf(p.p_grow, nb)) & analysed
     del raw
     # compact strong changes (objects) are left out of the background; extensive ones (fields, haze) are the background
     strong_labels, _ = ndimage.label(strong, structure=np.ones((3, 3), bool))
     sizes = np.bincount(strong_labels.ravel())
     sizes[0] = 0
     objects = (sizes > 0) & (sizes * pixel_size_m**2 < p.background_exclusion_max_m2)
-    diff -= local_median(diff, analysed & ~objects[strong_labels], p.background_window_m / pixel_size_m)
-    stride = max(1, int(analysed.sum()) // 500_000)
-    residual_sigma = np.array([robust_sigma(diff[k][analysed][::stride]) for k in range(nb)])
+    diff -= local_median(diff, analysed & ~objects[strong_labels], p.background_window_m / pixel_size_m,
+                         stats=stats.scope("background"))
+    residual_sigma = stats.take("residual_sigma", lambda: np.array([
+        robust_sigma(diff[k][analysed][::max(1, int(analysed.sum()) // 500_000)]) for k in range(nb)]))
     corrected = after - diff
     del diff, strong_labels
     weight = (1.0 / noise**2).astype(np.float32)[:, None, None]
     e_after = np.full(analysed.shape, np.inf, np.float32)
     e_before = e_after.copy()
+    p_corrected, p_after = edge_padded(corrected, 1), edge_padded(after, 1)
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
-            np.minimum(e_after, (((after - np.roll(corrected, (dr, dc), (1, 2))) ** 2) * weight).sum(0), out=e_after)
-            np.minimum(e_before, (((np.roll(after, (dr, dc), (1, 2)) - corrected) ** 2) * weight).sum(0), out=e_before)
+            np.minimum(e_after, (((after - shifted(p_corrected, 1, (dr, dc))) ** 2) * weight).sum(0), out=e_after)
+            np.minimum(e_before, (((shifted(p_after, 1, (dr, dc)) - corrected) ** 2) * weight).sum(0), out=e_before)
     stat = np.maximum(e_after, e_before)
-    del e_after, e_before, corrected
-    stat /= max(float(np.median(stat[analysed])) / stats.chi2.median(nb), 1.0)
+    del e_after, e_before, corrected, p_corrected, p_after
+    stat /= max(stats.take("stat_median", lambda: float(np.median(stat[analysed]))) / scipy_stats.chi2.median(nb), 1.0)
     stat[~analysed] = 0.0
-    seeds = stat > stats.chi2.isf(p.p_seed, nb)
-    grown = (stat > stats.chi2.isf(p.p_grow, nb)) & analysed
+    seeds = stat > scipy_stats.chi2.isf(p.p_seed, nb)
+    grown = (stat > scipy_stats.chi2.isf(p.p_grow, nb)) & analysed
     labels, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
     keep = np.zeros(n + 1, bool)
     keep[np.unique(labels[seeds & grown])] = True
@@ -236,6 +244,12 @@ class SpectralMap:
         return (np.einsum("nio,in->on", self.a[br, bc], source) + self.b[br, bc].T).astype(np.float32)
 
 
+def spectral_block_px(window_px: float) -> int:
+    """Side (pixels) of the blocks :func:`local_spectral_map` fits on (an eighth of the window); blocks start at
+    row and column 0."""
+    return max(1, int(window_px // 8))
+
+
 def local_spectral_map(source: np.ndarray, target: np.ndarray, valid: np.ndarray, pixel_size_m: float,
                        window_m: float, ridge: np.ndarray) -> SpectralMap:
     """Fit ``target`` from ``source`` by an affine spectral map in ``window_m`` windows.
@@ -247,7 +261,7 @@ def local_spectral_map(source: np.ndarray, target: np.ndarray, valid: np.ndarray
     """
     nb, rows, cols = source.shape
     window_px = window_m / pixel_size_m
-    block = max(1, int(window_px // 8))
+    block = spectral_block_px(window_px)
     nr, nc = -(-rows // block), -(-cols // block)
     v = valid.astype(np.float32)
 
@@ -344,14 +358,14 @@ def around(d: tuple[int, int]) -> list[tuple[int, int]]:
 
 
 def lean_explained(explainer: Explainer, rows: np.ndarray, cols: np.ndarray, labels_of_pixels: np.ndarray, n: int,
-                   unexplained: np.ndarray, radius_px: int, candidates: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+                   unexplained: np.ndarray, radius_px: int, candidates: np.ndarray | None = None,
+                   stats: SceneStats | None = None) -> tuple[np.ndarray, dict]:
     """Re-test the unexplained pixels of each region under one displacement per region (lean).
 
     Tall objects lean by height x tan(off-nadir) away from the sensor, all in
     the same direction, so between two views a tree or a building is
-    displaced along one line. The line is found on the 40 regions with most
-    unexplained pixels (displacements on a 3-pixel lattice within
-    ``radius_px``, each with a 3 x 3 tolerance); then every region is tried at
+    displaced along one line, the scene's (:func:`lean_angle`, a scene
+    statistic of ``stats``); every region is tried at
     each displacement along that line (+- 1 pixel) and keeps the one that
     explains most of it. A displacement farther than the region is deep along
     it is refused (a leaning object leaves a crescent about as deep as its
@@ -369,27 +383,9 @@ def lean_explained(explainer: Explainer, rows: np.ndarray, cols: np.ndarray, lab
         return unexplained, info
     r2, c2, l2 = rows[sel], cols[sel], labels_of_pixels[sel]
     counts = np.bincount(l2, minlength=n + 1)
-    top = np.argsort(counts)[::-1][:40]
-    top = top[counts[top] > 0]
-    probe = np.isin(l2, top)
-    lattice = [(dy, dx) for dy in range(-radius_px, radius_px + 1, 3) for dx in range(-radius_px, radius_px + 1, 3)
-               if 0 < dy * dy + dx * dx <= (radius_px + 1) ** 2]
-    best_shift: dict[int, tuple[int, int]] = {}
-    if probe.any():
-        pr, pc, pl = r2[probe], c2[probe], l2[probe]
-        best = counts.astype(float)
-        for d in lattice:
-            left = np.bincount(pl[explainer.unexplained(pr, pc, around(d))], minlength=n + 1)
-            better = left < best
-            best[better] = left[better]
-            for i in np.nonzero(better)[0]:
-                best_shift[int(i)] = d
-    vectors = np.array(list(best_shift.values()), dtype=float)
-    if not len(vectors):
+    angle = scene_stats(stats).take("lean_angle", lambda: lean_angle(explainer, r2, c2, l2, counts, radius_px))
+    if angle is None:
         return unexplained, info
-    angles = np.arctan2(vectors[:, 0], vectors[:, 1]) % np.pi  # a line: d and -d alike
-    grid = np.linspace(0, np.pi, 36, endpoint=False)
-    angle = float(grid[np.argmax(np.exp(4 * np.cos(2 * (grid[:, None] - angles[None, :]))).sum(1))])
     info["lean_angle_deg"] = round(float(np.degrees(angle)), 1)
     step = np.array([np.sin(angle), np.cos(angle)])
     perp = (int(round(np.cos(angle))), -int(round(np.sin(angle))))
@@ -433,6 +429,38 @@ def lean_explained(explainer: Explainer, rows: np.ndarray, cols: np.ndarray, lab
         moved += 1
     info["regions_moved"] = moved
     return result, info
+
+
+def lean_angle(explainer: Explainer, r2: np.ndarray, c2: np.ndarray, l2: np.ndarray, counts: np.ndarray,
+               radius_px: int) -> float | None:
+    """The lean direction (radians in [0, pi): a line) of the 40 regions with most unexplained pixels.
+
+    ``r2, c2, l2``: the unexplained candidate pixels and their regions; ``counts``: unexplained pixels per
+    region. Each region's best displacement on a 3-pixel lattice within ``radius_px`` (each with a 3 x 3
+    tolerance) votes; None when no displacement explains any of them better.
+    """
+    n = counts.size - 1
+    top = np.argsort(counts)[::-1][:40]
+    top = top[counts[top] > 0]
+    probe = np.isin(l2, top)
+    lattice = [(dy, dx) for dy in range(-radius_px, radius_px + 1, 3) for dx in range(-radius_px, radius_px + 1, 3)
+               if 0 < dy * dy + dx * dx <= (radius_px + 1) ** 2]
+    best_shift: dict[int, tuple[int, int]] = {}
+    if probe.any():
+        pr, pc, pl = r2[probe], c2[probe], l2[probe]
+        best = counts.astype(float)
+        for d in lattice:
+            left = np.bincount(pl[explainer.unexplained(pr, pc, around(d))], minlength=n + 1)
+            better = left < best
+            best[better] = left[better]
+            for i in np.nonzero(better)[0]:
+                best_shift[int(i)] = d
+    vectors = np.array(list(best_shift.values()), dtype=float)
+    if not len(vectors):
+        return None
+    angles = np.arctan2(vectors[:, 0], vectors[:, 1]) % np.pi  # a line: d and -d alike
+    grid = np.linspace(0, np.pi, 36, endpoint=False)
+    return float(grid[np.argmax(np.exp(4 * np.cos(2 * (grid[:, None] - angles[None, :]))).sum(1))])
 
 
 # --- 4. cores -------------------------------------------------------------------------------------------
@@ -524,19 +552,24 @@ def presence(image: np.ndarray, region: np.ndarray, ring: np.ndarray, noise: np.
         return float(((d / np.sqrt(np.diag(cov))) ** 2).sum())
 
 
+#: Window of the local background static objects stand out from, metres.
+STATIC_WINDOW_M = 20.0
+
+
 def static_objects(after: np.ndarray, before: np.ndarray, unchanged: np.ndarray, pixel_size_m: float,
-                   *, window_m: float = 20.0, contrast: float = 0.25) -> np.ndarray:
+                   *, window_m: float = STATIC_WINDOW_M, contrast: float = 0.25, stats: SceneStats | None = None) -> np.ndarray:
     """Unchanged pixels that stand out from the ground in both dates (parked vehicles, buildings, trees).
 
     Their log brightness differs from the local median (``window_m``) by more
     than ``contrast`` in both dates. They are left out of the ring a region is
     compared with, so a vehicle parked next to others is compared with the
-    ground, not with its neighbours.
+    ground, not with its neighbours. ``stats``: the backgrounds' fill values (scene statistics).
     """
+    stats = scene_stats(stats)
     out = unchanged.copy()
-    for image in (after, before):
+    for name, image in (("after", after), ("before", before)):
         lum = np.log(image.mean(axis=0))
-        out &= np.abs(lum - local_median(lum, unchanged, window_m / pixel_size_m)) > contrast
+        out &= np.abs(lum - local_median(lum, unchanged, window_m / pixel_size_m, stats=stats.scope(name))) > contrast
     return out
 
 
@@ -599,7 +632,8 @@ def ring_around(region: np.ndarray, excluded: np.ndarray, valid: np.ndarray, gap
 
 
 def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
-                          pixel_size_m: float, params: ObjectParams = ObjectParams()) -> ObjectChanges:
+                          pixel_size_m: float, params: ObjectParams = ObjectParams(),
+                          stats: SceneStats | None = None) -> ObjectChanges:
     """Objects that appeared, disappeared or changed between two co-registered, normalised dates.
 
     Pixels finer than ``params.work_pixel_m`` are block-averaged to about
@@ -617,19 +651,28 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
         Band roles.
     pixel_size_m : float
         Square pixel size in metres (about 1 m or finer).
+    params : ObjectParams
+    stats : SceneStats, optional
+        Scene statistics (levels, noise, calibrations, background fill values, the lean direction); default
+        measured on these arrays.
 
     Returns
     -------
     ObjectChanges
+
+    Notes
+    -----
+    A block of a larger grid whose origin is a multiple of :func:`lattice_px`, given the scene's statistics
+    and a margin of context, finds the objects the whole grid would.
     """
     factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
     if factor == 1:
-        return detect_at_work_resolution(before, after, analysed, bands, pixel_size_m, params)
+        return detect_at_work_resolution(before, after, analysed, bands, pixel_size_m, params, stats)
     from imagery.clouds import block_mean, upsample_mask
 
     small = detect_at_work_resolution(block_mean(before, factor), block_mean(after, factor),
                                       block_mean(analysed.astype(np.float32), factor) >= 0.75, bands,
-                                      pixel_size_m * factor, params)
+                                      pixel_size_m * factor, params, stats)
     shape = analysed.shape
     labels = upsample_mask(small.labels, factor, shape)
     labels[~analysed] = 0
@@ -637,22 +680,33 @@ def detect_object_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     return ObjectChanges(labels, small.kinds, statistic, {**small.details, "work_pixel_m": round(pixel_size_m * factor, 3)})
 
 
+def lattice_px(pixel_size_m: float, params: ObjectParams = ObjectParams()) -> int:
+    """Blocks of a larger grid must start on multiples of this (pixels) to be block-averaged, and their local
+    backgrounds and spectral maps taken, as on the whole grid."""
+    factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
+    work = pixel_size_m * factor
+    blocks = (median_block_px(params.background_window_m / work), median_block_px(STATIC_WINDOW_M / work),
+              spectral_block_px(params.spectral_map_window_m / work))
+    return factor * int(np.lcm.reduce(blocks))
+
+
 def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
-                              pixel_size_m: float, params: ObjectParams = ObjectParams()) -> ObjectChanges:
+                              pixel_size_m: float, params: ObjectParams = ObjectParams(),
+                              stats: SceneStats | None = None) -> ObjectChanges:
     """:func:`detect_object_changes` on a grid of ``pixel_size_m``."""
+    stats = scene_stats(stats)
     p = params
     px = float(pixel_size_m)
     nb = before.shape[0]
     if int(analysed.sum()) < 64:  # nothing (or only slivers) to analyse at this pixel size
         return ObjectChanges(np.zeros(analysed.shape, np.int32), {}, np.zeros(analysed.shape, np.float32), {"candidates": 0})
-    both = np.concatenate([after[:, analysed], before[:, analysed]], axis=1)
-    level = np.median(both, axis=1)
+    level = stats.take("level", lambda: np.median(np.concatenate([after[:, analysed], before[:, analysed]], axis=1), axis=1))
     floor = np.maximum(0.01 * level, 1e-6).astype(np.float32)[:, None, None]  # keeps ratios finite, not a clip
-    del both
     A = np.maximum(after, floor)
     B = np.maximum(before, floor)
-    noise_c = np.array([max(robust_sigma((A[k] - B[k])[analysed][::7]), p.noise_floor * level[k]) for k in range(nb)])
-    labels, n, stat, residual_sigma = candidate_regions(A, B, analysed, px, noise_c, p)
+    noise_c = stats.take("noise", lambda: np.array([max(robust_sigma((A[k] - B[k])[analysed][::7]), p.noise_floor * level[k])
+                                                    for k in range(nb)]))
+    labels, n, stat, residual_sigma = candidate_regions(A, B, analysed, px, noise_c, p, stats)
     empty = ObjectChanges(np.zeros(analysed.shape, np.int32), {}, stat, {"candidates": 0})
     if n == 0:
         return empty
@@ -665,24 +719,24 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
         after=A, before=B,
         map_to_after=local_spectral_map(B, A, fit_on, px, p.spectral_map_window_m, ridge),
         map_to_before=local_spectral_map(A, B, fit_on, px, p.spectral_map_window_m, ridge),
-        noise=noise, directions=shade_directions(bands), threshold=stats.chi2.isf(p.p_material, max(nb - 1, 1)))
+        noise=noise, directions=shade_directions(bands), threshold=scipy_stats.chi2.isf(p.p_material, max(nb - 1, 1)))
 
     rows, cols = np.nonzero(labels)
     region_of = labels[rows, cols]
     unexplained = explainer.unexplained(rows, cols, around((0, 0)))
     unexplained, lean = lean_explained(explainer, rows, cols, region_of, n, unexplained, int(round(p.lean_m / px)),
-                                       labels > 0 if p.lean_needs_hole else None)
+                                       labels > 0 if p.lean_needs_hole else None, stats)
     material = np.zeros(analysed.shape, bool)
     material[rows[unexplained], cols[unexplained]] = True
     del explainer
 
     cores = object_cores(material, analysed, px, p)
-    static = static_objects(A, B, analysed & (labels == 0), px)
+    static = static_objects(A, B, analysed & (labels == 0), px, stats=stats.scope("static"))
     core_labels, n_cores = ndimage.label(cores, structure=np.ones((3, 3), bool))
     gap = max(1, int(round(p.ring_gap_m / px)))
     width = max(2, int(round(p.ring_width_m / px)))
     z_present = p.z_present**2
-    z_absent = stats.chi2.isf(p.p_absent, nb)
+    z_absent = scipy_stats.chi2.isf(p.p_absent, nb)
     out_labels = np.zeros(analysed.shape, np.int32)
     kinds: dict[int, str] = {}
     for i, sl in enumerate(ndimage.find_objects(core_labels), start=1):

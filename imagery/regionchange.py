@@ -46,6 +46,9 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from imagery.background import edge_padded, shifted
+from imagery.scenestats import SceneStats, scene_stats
+
 #: Share of the strong change an explanation may remove before it is judged unspecific on this pair ...
 MAX_EXPLAINED_SHARE = 0.9
 #: ... when that change covers more than this share of the analysed area.
@@ -122,19 +125,20 @@ def tolerant_chi2(before: np.ndarray, after: np.ndarray, noise: np.ndarray, radi
     Both directions are tried (AFTER against displaced BEFORE and BEFORE
     against displaced AFTER) and the larger of the two minima is kept, so a
     thin object that moved by less than the radius is tolerated but one that
-    appeared is not. Returns (rows, cols) float32.
+    appeared is not. Beyond the edges the edge pixels are repeated. Returns (rows, cols) float32.
     """
     scale = (1.0 / noise.astype(np.float32))[:, None, None]
     b = before * scale
     a = after * scale
+    pb, pa = edge_padded(b, radius_px), edge_padded(a, radius_px)
     e_after = np.full(b.shape[1:], np.inf, np.float32)
     e_before = e_after.copy()
     for dr in range(-radius_px, radius_px + 1):
         for dc in range(-radius_px, radius_px + 1):
             if dr * dr + dc * dc > radius_px * radius_px + radius_px:
                 continue
-            np.minimum(e_after, ((a - np.roll(b, (dr, dc), (1, 2))) ** 2).sum(0), out=e_after)
-            np.minimum(e_before, ((np.roll(a, (dr, dc), (1, 2)) - b) ** 2).sum(0), out=e_before)
+            np.minimum(e_after, ((a - shifted(pb, radius_px, (dr, dc))) ** 2).sum(0), out=e_after)
+            np.minimum(e_before, ((shifted(pa, radius_px, (dr, dc)) - b) ** 2).sum(0), out=e_before)
     return np.maximum(e_after, e_before)
 
 
@@ -150,25 +154,31 @@ def greenness(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:
 
 
 def vegetated_both(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray,
-                   pixel_size_m: float) -> np.ndarray:
-    """Pixels vegetated at both dates: the index (smoothed over 1 m) above that date's Otsu threshold and above 0."""
+                   pixel_size_m: float, stats: SceneStats | None = None) -> np.ndarray:
+    """Pixels vegetated at both dates: the index (smoothed over 1 m) above that date's Otsu threshold (a scene
+    statistic) and above 0."""
+    stats = scene_stats(stats)
     out = np.ones(analysed.shape, bool)
-    for image in (before, after):
+    for name, image in (("before", before), ("after", after)):
         index = greenness(image, bands)
         if index is None or not analysed.any():
             return np.zeros(analysed.shape, bool)
         index = cv2.GaussianBlur(index.astype(np.float32), (0, 0), max(0.5, 1.0 / pixel_size_m))
-        out &= index > max(threshold_otsu(index[analysed]), 0.0)
+        out &= index > stats.take(f"greenness_{name}", lambda: max(threshold_otsu(index[analysed]), 0.0))
     return out & analysed
 
 
-def robust_z(values: np.ndarray, analysed: np.ndarray) -> np.ndarray:
-    """(log values - median) / (1.4826 MAD) over analysed pixels, float32."""
+def robust_z(values: np.ndarray, analysed: np.ndarray, *, stats: SceneStats | None = None, name: str = "z") -> np.ndarray:
+    """(log values - median) / (1.4826 MAD) over analysed pixels (the scene statistic ``name``), float32."""
     logs = np.log(np.maximum(values, 1e-6))
-    sample = logs[analysed][:: max(1, int(analysed.sum()) // 1_000_000)]
-    med = float(np.median(sample))
-    mad = 1.4826 * float(np.median(np.abs(sample - med)))
-    return ((logs - med) / max(mad, 1e-6)).astype(np.float32)
+
+    def measure() -> tuple[float, float]:
+        sample = logs[analysed][:: max(1, int(analysed.sum()) // 1_000_000)]
+        med = float(np.median(sample))
+        return med, max(1.4826 * float(np.median(np.abs(sample - med))), 1e-6)
+
+    med, mad = scene_stats(stats).take(name, measure)
+    return ((logs - med) / mad).astype(np.float32)
 
 
 def box_mean(image: np.ndarray, valid: np.ndarray, window_px: int) -> np.ndarray:
@@ -209,18 +219,20 @@ def local_texture(image: np.ndarray, pixel_size_m: float, scale_m: float) -> np.
 
 
 def smooth_surface_regions(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarray, analysed: np.ndarray,
-                           pixel_size_m: float, p: RegionParams) -> np.ndarray:
+                           pixel_size_m: float, p: RegionParams, stats: SceneStats | None = None) -> np.ndarray:
     """Bool (n + 1,): regions of at least ``p.smooth_region_m2`` whose median texture is under
-    ``p.smooth_texture`` of the scene's median at both dates (a field or water that changed colour)."""
+    ``p.smooth_texture`` of the scene's median (a scene statistic) at both dates (a field or water that
+    changed colour)."""
+    stats = scene_stats(stats)
     out = np.zeros(n + 1, bool)
     if n == 0:
         return out
     index = np.arange(1, n + 1)
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:] * pixel_size_m**2
     smooth = np.ones(n, bool)
-    for image in (before, after):
+    for name, image in (("before", before), ("after", after)):
         texture = local_texture(image, pixel_size_m, p.texture_scale_m)
-        typical = float(np.median(texture[analysed]))
+        typical = stats.take(f"texture_{name}", lambda: float(np.median(texture[analysed])))
         smooth &= np.asarray(ndimage.median(texture, labels, index)) < p.smooth_texture * typical
     out[1:] = smooth & (area >= p.smooth_region_m2)
     return out
@@ -228,7 +240,7 @@ def smooth_surface_regions(labels: np.ndarray, n: int, before: np.ndarray, after
 
 def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: np.ndarray, bands: tuple[str, ...],
                          analysed: np.ndarray, contrast: "RegionContrast", pixel_size_m: float,
-                         p: RegionParams) -> np.ndarray:
+                         p: RegionParams, stats: SceneStats | None = None) -> np.ndarray:
     """Bool (n + 1,): regions that are a cast shadow which moved with the sun.
 
     Specific on four counts, so that a roof built or a wood cleared is not
@@ -239,15 +251,17 @@ def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: 
     surroundings (``p.z_shadow`` sigmas: a field where a roof was later built
     does not); it is no thicker than ``p.max_shadow_m`` (a wood cleared to
     bright soil matches the colour rules but is hectares wide); and it touches a static
-    object that stands out from the ground at both dates (the caster).
+    object that stands out from the ground at both dates (the caster). ``stats``: scene statistics (the dark
+    floor, the static objects' backgrounds).
     """
     from imagery.objectchange import static_objects
 
+    stats = scene_stats(stats)
     out = np.zeros(n + 1, bool)
     if n == 0:
         return out
     index = np.arange(1, n + 1)
-    floor = max(float(np.percentile(before[:, analysed], 0.5)), 1e-6)
+    floor = stats.take("floor", lambda: max(float(np.percentile(before[:, analysed], 0.5)), 1e-6))
     log_ratio = np.stack([np.asarray(ndimage.median(np.log(np.maximum(after[k], floor) / np.maximum(before[k], floor)),
                                                     labels, index)) for k in range(before.shape[0])])  # (bands, n)
     deep = np.log(p.shade_ratio)
@@ -262,7 +276,8 @@ def moved_shadow_regions(labels: np.ndarray, n: int, before: np.ndarray, after: 
     for shorter, longer in zip(order, order[1:]):
         shade_colour &= into_shade[longer] <= into_shade[shorter] + 0.1
     thickness = 2 * np.asarray(ndimage.maximum(ndimage.distance_transform_edt(labels > 0), labels, index)) * pixel_size_m
-    static = static_objects(np.maximum(after, floor), np.maximum(before, floor), analysed & (labels == 0), pixel_size_m)
+    static = static_objects(np.maximum(after, floor), np.maximum(before, floor), analysed & (labels == 0), pixel_size_m,
+                            stats=stats.scope("static"))
     reach = max(1, int(round(p.ring_gap_m / pixel_size_m))) + 1
     near = ndimage.grey_dilation(labels, size=(2 * reach + 1, 2 * reach + 1))
     touches = np.bincount(near[static & (near > 0)], minlength=n + 1)[1:] > 0
@@ -336,7 +351,8 @@ def explanation_applies(removed_px: int, region_px: int, analysed_px: int) -> bo
 
 
 def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
-                          pixel_size_m: float, params: RegionParams = RegionParams()) -> RegionChanges:
+                          pixel_size_m: float, params: RegionParams = RegionParams(),
+                          stats: SceneStats | None = None) -> RegionChanges:
     """Changed regions between two co-registered, normalised dates.
 
     Pixels finer than ``params.work_pixel_m`` are block-averaged to about
@@ -350,34 +366,54 @@ def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     bands : tuple of str
     pixel_size_m : float
         Square pixel size, metres.
+    params : RegionParams
+    stats : SceneStats, optional
+        Scene statistics (noise, medians and MADs of the evidence, greenness and texture thresholds, which
+        explanations apply on the pair); default measured on these arrays.
 
     Returns
     -------
     RegionChanges
+
+    Notes
+    -----
+    A block of a larger grid whose origin is a multiple of :func:`lattice_px`, given the scene's
+    statistics and a margin of context, finds the regions the whole grid would.
     """
     factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
     if factor == 1:
-        return _detect(before, after, analysed, bands, pixel_size_m, params)
+        return _detect(before, after, analysed, bands, pixel_size_m, params, stats)
     from imagery.clouds import block_mean, upsample_mask
 
     small = _detect(block_mean(before, factor), block_mean(after, factor),
-                    block_mean(analysed.astype(np.float32), factor) >= 0.75, bands, pixel_size_m * factor, params)
+                    block_mean(analysed.astype(np.float32), factor) >= 0.75, bands, pixel_size_m * factor, params, stats)
     labels = upsample_mask(small.labels, factor, analysed.shape)
     labels[~analysed] = 0
     return RegionChanges(labels, small.kinds, upsample_mask(small.z, factor, analysed.shape),
                          {**small.details, "work_pixel_m": round(pixel_size_m * factor, 3)})
 
 
+def lattice_px(pixel_size_m: float, params: RegionParams = RegionParams()) -> int:
+    """Blocks of a larger grid must start on multiples of this (pixels) to be block-averaged, and their static
+    objects' backgrounds taken, as on the whole grid."""
+    from imagery.background import median_block_px
+    from imagery.objectchange import STATIC_WINDOW_M
+
+    factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
+    return factor * median_block_px(STATIC_WINDOW_M / (pixel_size_m * factor))
+
+
 def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...], pixel_size_m: float,
-            p: RegionParams) -> RegionChanges:
+            p: RegionParams, stats: SceneStats | None = None) -> RegionChanges:
+    stats = scene_stats(stats)
     px = float(pixel_size_m)
     empty = RegionChanges(np.zeros(analysed.shape, np.int32), {}, np.zeros(analysed.shape, np.float32), {"regions": 0})
     if int(analysed.sum()) < 64:
         return empty
-    noise = quiet_noise(after - before, analysed)
+    noise = stats.take("noise", lambda: quiet_noise(after - before, analysed))
     evidence = tolerant_chi2(before, after, noise, max(1, int(round(p.tolerance_m / px))))
     window = max(1, int(round(p.window_m / px)))
-    z_raw = robust_z(box_mean(evidence, analysed, window), analysed)
+    z_raw = robust_z(box_mean(evidence, analysed, window), analysed, stats=stats, name="z_raw")
     strong = (z_raw > p.z_threshold) & analysed
     details: dict = {"statistic": "misregistration-tolerant change energy over the quietest-quarter noise, "
                                   f"averaged over {p.window_m:g} m",
@@ -385,13 +421,14 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
                      "strong_pixels": int(strong.sum())}
 
     # phenology: vegetated at both dates, applied only when specific to part of the change
-    vegetation = vegetated_both(before, after, bands, analysed, px)
-    typical = float(np.median(evidence[analysed]))
+    vegetation = vegetated_both(before, after, bands, analysed, px, stats)
+    typical = stats.take("typical", lambda: float(np.median(evidence[analysed])))
     gated = np.where(vegetation, np.minimum(evidence, typical), evidence)
-    z = robust_z(box_mean(gated, analysed, window), analysed)
+    z = robust_z(box_mean(gated, analysed, window), analysed, stats=stats, name="z_gated")
     removed = strong & ~((z > p.z_threshold) & analysed)
     share = float(removed.sum()) / max(int(strong.sum()), 1)
-    applied = explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum()))
+    applied = stats.take("vegetation_both_dates.applies",
+                         lambda: explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum())))
     details["explanations"] = {"vegetation_both_dates": {"removed_pixels": int(removed.sum()),
                                                          "removed_share": round(share, 4), "applied": applied}}
     if not applied:
@@ -399,7 +436,8 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     labels, n = change_regions(z, analysed, px, p)
     if p.outline_window_m > 0:
         # outlines: the region's pixels whose own (finer) evidence is above the scene's typical
-        fine = robust_z(box_mean(gated if applied else evidence, analysed, max(1, int(round(p.outline_window_m / px)))), analysed)
+        fine = robust_z(box_mean(gated if applied else evidence, analysed, max(1, int(round(p.outline_window_m / px)))),
+                        analysed, stats=stats, name="z_outline")
         labels = np.where(fine > p.outline_z, labels, 0)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         keep = sizes * px**2 >= p.min_region_m2
@@ -409,14 +447,15 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
 
     analysed_px = int(analysed.sum())
     contrast = region_contrast(labels, n, before, after, analysed, noise / np.sqrt(2), px, p)
-    explained = {"smooth_surface": smooth_surface_regions(labels, n, before, after, analysed, px, p),
-                 "moved_shadow": moved_shadow_regions(labels, n, before, after, bands, analysed, contrast, px, p)}
+    explained = {"smooth_surface": smooth_surface_regions(labels, n, before, after, analysed, px, p, stats),
+                 "moved_shadow": moved_shadow_regions(labels, n, before, after, bands, analysed, contrast, px, p,
+                                                      stats.scope("moved_shadow"))}
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     region_px = int(sizes[1:].sum())
     keep = np.arange(n + 1) > 0
     for name, regions in explained.items():
         removed_px = int(sizes[regions & keep].sum())
-        applied = explanation_applies(removed_px, region_px, analysed_px)
+        applied = stats.take(f"{name}.applies", lambda: explanation_applies(removed_px, region_px, analysed_px))
         details["explanations"][name] = {"removed_pixels": removed_px, "removed_share": round(removed_px / max(region_px, 1), 4),
                                          "applied": applied}
         if applied:

@@ -72,6 +72,7 @@ def extract_objects(
     grid: Grid,
     pixel_size_m: float,
     rules: SizeRules = SizeRules(),
+    stats=None,
 ) -> tuple[list[ChangeObject], np.ndarray]:
     """Change objects and the uint8 change mask (0/1/2/3, not-analysed left to the caller).
 
@@ -80,7 +81,8 @@ def extract_objects(
     pixels are cleaned and labelled, and the change type of each component
     compares its contrast with its surroundings in each date: an object that
     stands out only after it appeared, only before it disappeared, in both
-    (or neither) it changed.
+    (or neither) it changed; the noise scale of that contrast is a scene
+    statistic (``stats``, a :class:`imagery.scenestats.SceneStats`).
     """
     if result.objects is not None:
         labels, types = result.objects
@@ -89,8 +91,10 @@ def extract_objects(
     cleaned = clean_mask(result.changed & analysed, pixel_size_m=pixel_size_m, min_area_m2=min_area)
     labels, n = ndimage.label(cleaned, structure=np.ones((3, 3), bool))
     ring_px = max(1, int(round(2.0 / pixel_size_m)))
-    sample = before[:, analysed]
-    noise = np.array([max(1e-6, float(np.median(np.abs(np.diff(before[k][analysed][:200000]))))) for k in range(before.shape[0])])
+    from imagery.scenestats import scene_stats
+
+    noise = scene_stats(stats).take("segment_noise", lambda: np.array([
+        max(1e-6, float(np.median(np.abs(np.diff(before[k][analysed][:200000]))))) for k in range(before.shape[0])]))
     c_before = contrast_with_surroundings(before, labels, ring_px, noise)
     c_after = contrast_with_surroundings(after, labels, ring_px, noise)
     types = {}
@@ -102,7 +106,6 @@ def extract_objects(
             types[label] = "disappeared"
         else:
             types[label] = "changed"
-    del sample
     return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
 
 
