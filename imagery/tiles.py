@@ -691,10 +691,12 @@ class TileRenderer:
     def _read(self, layer: str, tile: morecantile.Tile, size: int, *, buffer: int = 0, **kw) -> np.ma.MaskedArray | None:
         """The tile at ``size`` px plus ``buffer`` px on each side, (bands, n, n) masked; None off the raster.
 
-        Only the part of the tile the product covers is read, snapped to the tile's pixel grid and
-        pasted into a masked canvas: rio-tiler warps a tile's whole extent at the data's resolution,
-        which for a tile far larger than the product is billions of pixels. Raises
-        :class:`TileTooCostly` when even that part exceeds :attr:`max_read_pixels`.
+        Only the part of the tile (with its buffer) the product covers is read, snapped to the tile's
+        pixel grid and pasted into a masked canvas: rio-tiler warps a tile's whole extent at the data's
+        resolution, which for a tile far larger than the product is billions of pixels. One
+        ``Reader.part`` of exactly those bounds: no second warp set-up for the buffer, no second test
+        that the tile meets the data. Raises :class:`TileTooCostly` when the read exceeds
+        :attr:`max_read_pixels`.
         """
         left, bottom, right, top = TMS.xy_bounds(tile)
         px = (right - left) / size
@@ -706,16 +708,15 @@ class TileRenderer:
         if c0 >= c1 or r0 >= r1:
             return None
         self._check_budget(layer, (c1 - c0) * (r1 - r0), px)
+        bounds = (x0 + c0 * px, y0 - r1 * px, x0 + c1 * px, y0 - r0 * px)
         with self._readers() as readers:
             try:
-                if (c0, r0, c1, r1) == (0, 0, n, n):  # the product covers the canvas
-                    extra = {"buffer": buffer} if buffer else {}
-                    return readers[layer].tile(tile.x, tile.y, tile.z, tilesize=size, **extra, **kw).array
-                bounds = (x0 + c0 * px, y0 - r1 * px, x0 + c1 * px, y0 - r0 * px)
                 part = readers[layer].part(bounds, dst_crs=TMS.rasterio_crs, bounds_crs=TMS.rasterio_crs,
                                            width=c1 - c0, height=r1 - r0, **kw).array
             except TileOutsideBounds:
                 return None
+        if (c0, r0, c1, r1) == (0, 0, n, n):  # the product covers the canvas
+            return part
         canvas = np.ma.MaskedArray(np.zeros((part.shape[0], n, n), part.dtype), mask=True)
         canvas[:, r0:r1, c0:c1] = part
         return canvas
