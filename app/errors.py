@@ -60,6 +60,14 @@ class InvalidRequest(ServiceError, ValueError):
     """The request is well-formed but its content cannot be used."""
 
 
+class HostNotAllowed(InvalidRequest):
+    """An outbound URL (alert receiver, STAC item or asset) names a host outside its allow-list."""
+
+
+class UpstreamError(ServiceError):
+    """A fetch from an allowed host failed (unreachable, timed out, error status, too large)."""
+
+
 class RetryLater(ServiceError):
     """Base of errors a client should retry after ``retry_after`` seconds."""
 
@@ -93,6 +101,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     InvalidRequest: 422,
+    HostNotAllowed: 422,
     InvalidAOIError: 422,
     SceneTooLargeError: 422,
     InvalidSceneError: 422,
@@ -102,6 +111,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     AnalysisError: 422,
     TooManyRequests: 429,
     ProductUnavailable: 500,
+    UpstreamError: 502,
     Overloaded: 503,
     InsufficientStorage: 507,
 }
@@ -116,7 +126,7 @@ def error_responses() -> dict:
     described = {400: "malformed request", 401: "no or invalid API key", 403: "not allowed for this key or origin", 404: "not found",
                  409: "conflicts with the current state", 413: "request too large", 422: "cannot be used",
                  429: "too many invalid keys; see Retry-After", 500: "internal error or unreadable product",
-                 503: "overloaded; see Retry-After", 507: "the server's disk is full"}
+                 502: "a fetch from an allowed host (STAC item or asset) failed", 503: "overloaded; see Retry-After", 507: "the server's disk is full"}
     return {status: {"model": ErrorOut, "description": text} for status, text in described.items()}
 
 

@@ -98,7 +98,8 @@ def start_dispatcher(settings: Settings, sessions, *, on_done: Callable[[str, st
 
 
 class Dispatcher:
-    """Claims queued analyses while the executor has room; requeues analyses whose worker went silent."""
+    """Claims queued analyses while the executor has room; requeues analyses whose worker went silent. Its
+    :class:`app.alerts.Outbox` sends the alerts of the analyses that finished."""
 
     def __init__(self, settings: Settings, sessions, executor: Executor, *, worker_id: str,
                  on_done: Callable[[str, str, float], None] | None = None):
@@ -113,6 +114,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="basewatch-dispatcher", daemon=True)
         self._settings_json = settings.model_dump_json()
+        from app.alerts import Outbox  # here, not at the top: worker and conversion processes import this module
+
+        self.outbox = Outbox(settings, sessions)
 
     def start(self, *, recover_all_running: bool) -> None:
         with self.sessions() as session:
@@ -121,7 +125,13 @@ class Dispatcher:
                 max_attempts=self.settings.max_attempts)
         if requeued or failed:
             log.warning("recovered interrupted analyses: %d requeued, %d failed", requeued, failed)
+        from app.watch import sync_all
+
+        with self.sessions() as session:
+            if queued := sync_all(session):
+                log.warning("queued %d analyses of watched AOIs an interruption had left undone", queued)
         self._thread.start()
+        self.outbox.start()
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,6 +140,7 @@ class Dispatcher:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
+        self.outbox.stop()
 
     def _loop(self) -> None:
         last_recovery = time.monotonic()
@@ -238,6 +249,7 @@ class Heartbeat(threading.Thread):
 
 def run_job(analysis_id: str, settings_json: str) -> str:
     """Run one analysis to the end; returns the final status. Never raises for a bad analysis."""
+    from app.alerts import events_for
     from imagery.errors import ImageryError
 
     settings = Settings.model_validate_json(settings_json)
@@ -253,7 +265,8 @@ def run_job(analysis_id: str, settings_json: str) -> str:
     try:
         summary, product_dir = execute(analysis_id, settings, sessions, worker, beat)
         with sessions() as session:
-            store.finish(session, analysis_id, worker, summary=summary, product_dir=product_dir)
+            store.finish(session, analysis_id, worker, summary=summary, product_dir=product_dir,
+                         outbox=events_for(session, settings, analysis_id, summary))
         return "succeeded"
     except Cancelled:
         return "cancelled"
@@ -292,6 +305,7 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
         aoi_row = session.get(Aoi, row.aoi_id)
         before_row = session.get(Scene, row.before_scene_id)
         after_row = session.get(Scene, row.after_scene_id)
+        zones = {z.name: shape(z.geometry) for z in store.zones_of(session, row.aoi_id)}
         method, params = row.method, dict(row.params or {})
     data_dir = Path(settings.data_dir)
     limits = SceneLimits(max_pixels=settings.max_scene_pixels)
@@ -318,6 +332,6 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
         result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
     rel = Path("analyses") / analysis_id
-    write_products(result, data_dir / rel, overwrite=True,
+    write_products(result, data_dir / rel, overwrite=True, zones=zones,
                    aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
     return read_summary(data_dir / rel), str(rel)

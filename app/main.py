@@ -18,7 +18,7 @@ from app.jobs import start_dispatcher
 from app.metrics import Metrics
 from app.middleware import BodyLimit, CorsByRoute, RedactTokens, RequestMetrics, SecurityHeaders
 from app.openapi import install_openapi
-from app.routes import add_head_routes, aois, analyses, health, scenes, tiles, viewer
+from app.routes import add_head_routes, alerts, aois, analyses, health, scenes, tiles, timeline, viewer, zones
 from app.settings import Settings
 from app.sweep import sweep_at_start
 from app.tilecache import ProductCache
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool = True) -> Fa
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(SecurityHeaders)
 
-    for module in (health, scenes, aois, analyses, tiles, viewer):
+    for module in (health, scenes, aois, zones, timeline, alerts, analyses, tiles, viewer):
         app.include_router(module.router)
     add_head_routes(app)
     install_openapi(app)

@@ -15,8 +15,8 @@ from app.errors import Forbidden, InvalidRequest, PayloadTooLarge, error_respons
 from app.metrics import route_template, serving
 
 #: Routes map clients fetch (cross-origin from ``cors_origins``, ``?token=`` accepted); the rest is the API.
-MAP_ROUTE = re.compile(r"^/v1/(viewer-assets/|analyses/[^/]+/(tiles/|files/|tilejson\.json$|WMTSCapabilities\.xml$"
-                       r"|changes\.geojson$|report\.(png|pdf)$|summary\.json$|exports/(kml|gpkg|csv)$|viewer$))")
+MAP_ROUTE = re.compile(r"^/v1/(viewer-assets/|aois/[^/]+/timeline\.png$|analyses/[^/]+/(tiles/|files/|tilejson\.json$"
+                       r"|WMTSCapabilities\.xml$|changes\.geojson$|report\.(png|pdf)$|summary\.json$|exports/(kml|gpkg|csv)$|viewer$))")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -74,7 +74,7 @@ class CorsByRoute:
         common = {"allow_headers": ["Authorization", "Content-Type", "If-None-Match", "Range"],
                   "expose_headers": ["ETag", "Location", "Retry-After", "Content-Range"], "max_age": 86400}
         self.map_cors = CORSMiddleware(app, allow_origins=map_origins, allow_methods=list(SAFE_METHODS), **common)
-        self.api_cors = CORSMiddleware(app, allow_origins=api_origins, allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+        self.api_cors = CORSMiddleware(app, allow_origins=api_origins, allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
                                        **common)
         self.api_origins = set(api_origins)
         self.app = app

@@ -48,7 +48,19 @@ class SceneOut(BaseModel):
     bbox: list[float] = Field(description="[west, south, east, north], degrees.")
     checksum: str = Field(description="SHA-256 of the uploaded file.")
     size_bytes: int
+    source_url: str | None = Field(None, description="The STAC item the scene was registered from.")
     created_at: dt.datetime
+
+
+class StacRegister(BaseModel):
+    """Register a scene from a STAC item (the item's datetime and bands unless given here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stac_item: str = Field(min_length=1, max_length=2000, description="URL of a STAC item on a host of BASEWATCH_STAC_HOSTS.")
+    acquired_at: IsoDate | None = Field(None, description="Overrides the item's datetime.")
+    sensor: str | None = Field(None, max_length=200, description="Overrides the item's platform.")
+    bands: list[str] | None = Field(None, max_length=64, description="Band roles in file order; overrides the item's eo:bands.")
 
 
 class AoiCreate(BaseModel):
@@ -64,8 +76,90 @@ class AoiOut(BaseModel):
     geometry: dict
     bbox: list[float]
     area_m2: float
+    watch: bool = Field(False, description="Every scene registered over the AOI is analysed against the previous one by date.")
+    baseline_scene_id: str | None = Field(None, description="Watched scenes are also analysed against this scene.")
     created_at: dt.datetime
     scenes: list[SceneOut] | None = Field(None, description="Scenes whose footprint intersects the AOI (single-AOI reads only).")
+
+
+class AoiUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    watch: bool | None = Field(None, description="Start (true) or stop (false) watching the AOI.")
+    baseline_scene_id: str | None = Field(None, description="A scene covering the AOI to analyse every new scene against; "
+                                                            "null clears it.")
+
+
+class ZoneCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon/MultiPolygon/Feature, lon/lat, within the AOI.")
+
+
+class ZoneOut(BaseModel):
+    id: str
+    aoi_id: str
+    name: str
+    geometry: dict
+    area_m2: float
+    created_at: dt.datetime
+
+
+class AlertRule(BaseModel):
+    """Met when the analysis found at least ``min`` objects of this class and change (in ``zone``, when given)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+    cls: Literal["vehicle", "vehicle_group", "tent", "structure", "other", "any"] = Field(alias="class")
+    change: Literal["appeared", "disappeared", "changed", "any"]
+    min: int = Field(ge=1, le=1_000_000)
+    zone: str | None = Field(None, min_length=1, max_length=200, description="A zone of the AOI by name; default the whole AOI.")
+
+
+class AlertCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: str = Field(min_length=1, max_length=2000, description="Receiver (http or https) on a host of BASEWATCH_ALERT_HOSTS.")
+    secret: str = Field(min_length=16, max_length=256, description="Key of the HMAC-SHA256 signature of each event's body "
+                                                                   "(header X-Basewatch-Signature: sha256=HEX); never answered.")
+    rule: AlertRule
+
+
+class AlertOut(BaseModel):
+    id: str
+    aoi_id: str
+    url: str
+    rule: AlertRule
+    created_at: dt.datetime
+
+
+class AttemptOut(BaseModel):
+    at: dt.datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null when it could not be reached.")
+    error: str | None
+    seconds: float
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="Also sent as X-Basewatch-Delivery: a receiver that sees an id twice has the event already.")
+    alert_id: str
+    analysis_id: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: list[AttemptOut]
+    next_attempt_at: dt.datetime | None = Field(description="When a pending delivery is tried next.")
+    delivered_at: dt.datetime | None
+    created_at: dt.datetime
+    event: dict = Field(description="The JSON body POSTed to the receiver.")
+
+
+class TimelineItem(BaseModel):
+    date: dt.date
+    scene_id: str
+    analysis_id: str | None = Field(description="The analysis of this scene against the previous one by date, if any.")
+    status: Status | None
+    counts: dict | None = Field(description="The analysis's counts (objects by change and class, vehicles estimated).")
+    zones: dict[str, dict] = Field(description="Zone name -> counts.")
+    analysed_fraction: float | None = Field(description="Share of the AOI analysed (clouds, nodata and partial coverage "
+                                                        "lower it).")
 
 
 class AnalysisCreate(BaseModel):
@@ -88,6 +182,7 @@ class AnalysisOut(BaseModel):
     error: str | None
     summary: dict | None
     attempts: int
+    watched: bool = Field(False, description="Queued by the AOI's watch.")
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     gdal_cachemax_mb: int = Field(256, ge=16, description="GDAL block cache per process, MB.")
     lease_s: int = Field(60, ge=5, description="A running analysis whose worker has not reported for this long is taken over.")
     max_attempts: int = Field(3, ge=1, description="Times an interrupted analysis is retried before it fails.")
+    alert_hosts: list[str] = Field([], description="Hosts alert webhooks may be sent to, as host (ports 80/443) or host:port "
+                                                   "(JSON list; default none: no alert can be created).")
+    alert_timeout_s: float = Field(10.0, gt=0, le=300, description="Longest wait for an alert receiver to answer, seconds.")
+    alert_retry_s: float = Field(30.0, gt=0, description="Wait before the first retry of an undelivered alert; doubled after each "
+                                                        "failed attempt, at most an hour.")
+    alert_max_attempts: int = Field(12, ge=1, le=100, description="Attempts to deliver an alert event before it is marked failed.")
+    stac_hosts: list[str] = Field([], description="Hosts STAC items and their assets may be fetched from, as host (ports 80/443) "
+                                                  "or host:port (JSON list; default none).")
+    stac_timeout_s: float = Field(600.0, gt=0, description="Longest fetch of a STAC item and its asset together, seconds.")
+    max_stac_item_kb: int = Field(1024, ge=1, description="Largest STAC item document accepted, KB.")
     public_url: str | None = Field(None, description="Base URL clients use to reach the service (for TileJSON/WMTS); default from the request.")
     attribution: str = Field("basewatch", description="Attribution added to TileJSON and WMTS.")
     log_level: str = Field("info", description="Log level.")

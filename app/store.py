@@ -8,10 +8,11 @@ import hashlib
 import secrets
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.models import Analysis, ApiKey, Aoi, Scene, utcnow
+from app.models import Alert, Analysis, ApiKey, Aoi, Delivery, Scene, Zone, utcnow
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -112,9 +113,9 @@ def list_scenes(session: Session, team: str, *, aoi: Aoi | None = None, acquired
 
 
 def scenes_overlapping(session: Session, team: str, aoi: Aoi) -> list[Scene]:
-    """Scenes whose bounding box intersects the AOI's (the caller refines by geometry)."""
+    """Scenes whose bounding box intersects the AOI's, by date (the caller refines by geometry)."""
     q = select(Scene).where(Scene.team == team, Scene.west <= aoi.east, Scene.east >= aoi.west,
-                            Scene.south <= aoi.north, Scene.north >= aoi.south).order_by(Scene.acquired_at)
+                            Scene.south <= aoi.north, Scene.north >= aoi.south).order_by(Scene.acquired_at, Scene.id)
     return list(session.scalars(q))
 
 
@@ -124,6 +125,8 @@ def delete_scene(session: Session, team: str, scene_id: str) -> Scene:
                                                           Analysis.after_scene_id == scene_id))).all()
     if users:
         raise Conflict(f"the scene is used by {len(users)} analysis(es); delete them first")
+    if session.scalar(select(Aoi.id).where(Aoi.baseline_scene_id == scene_id).limit(1)):
+        raise Conflict("the scene is the baseline of a watched AOI; set another baseline first")
     session.delete(scene)
     session.commit()
     return scene
@@ -149,6 +152,133 @@ def list_aois(session: Session, team: str, *, cursor: str | None = None, limit: 
     return paginate(session, select(Aoi).where(Aoi.team == team), Aoi, cursor, limit)
 
 
+def save(session: Session, row):
+    """Commit the changes made to a row read in this session."""
+    session.commit()
+    return row
+
+
+def watched_aois(session: Session, *, over: Scene | None = None) -> list[Aoi]:
+    """Watched AOIs (of the scene's team and whose bounding box meets its footprint's, when ``over`` is given)."""
+    q = select(Aoi).where(Aoi.watch.is_(True))
+    if over is not None:
+        q = q.where(Aoi.team == over.team, Aoi.west <= over.east, Aoi.east >= over.west, Aoi.south <= over.north,
+                    Aoi.north >= over.south)
+    return list(session.scalars(q.order_by(Aoi.created_at)))
+
+
+# --- zones -------------------------------------------------------------------------------
+
+
+def add_zone(session: Session, zone: Zone) -> Zone:
+    session.add(zone)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"this AOI already has a zone named {zone.name!r}") from None
+    return zone
+
+
+def zones_of(session: Session, aoi_id: str) -> list[Zone]:
+    """Every zone of an AOI, oldest first (few: their number is limited)."""
+    return list(session.scalars(select(Zone).where(Zone.aoi_id == aoi_id).order_by(Zone.created_at, Zone.id)))
+
+
+def list_zones(session: Session, aoi: Aoi, *, cursor: str | None = None, limit: int | None = None):
+    return paginate(session, select(Zone).where(Zone.aoi_id == aoi.id), Zone, cursor, limit)
+
+
+def delete_zone(session: Session, aoi: Aoi, zone_id: str) -> Zone:
+    zone = session.scalar(select(Zone).where(Zone.id == zone_id, Zone.aoi_id == aoi.id))
+    if zone is None:
+        raise NotFound()
+    if any(a.rule.get("zone") == zone.name for a in alerts_of(session, aoi.id)):
+        raise Conflict(f"an alert of this AOI watches zone {zone.name!r}; delete the alert first")
+    session.delete(zone)
+    session.commit()
+    return zone
+
+
+# --- alerts and their outbox ------------------------------------------------------------------
+
+
+def add_alert(session: Session, alert: Alert) -> Alert:
+    session.add(alert)
+    session.commit()
+    return alert
+
+
+def get_alert(session: Session, aoi: Aoi, alert_id: str) -> Alert:
+    row = session.scalar(select(Alert).where(Alert.id == alert_id, Alert.aoi_id == aoi.id))
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def alerts_of(session: Session, aoi_id: str) -> list[Alert]:
+    return list(session.scalars(select(Alert).where(Alert.aoi_id == aoi_id).order_by(Alert.created_at)))
+
+
+def list_alerts(session: Session, aoi: Aoi, *, cursor: str | None = None, limit: int | None = None):
+    return paginate(session, select(Alert).where(Alert.aoi_id == aoi.id), Alert, cursor, limit)
+
+
+def delete_alert(session: Session, aoi: Aoi, alert_id: str) -> None:
+    """The alert and its deliveries, pending ones included."""
+    alert = get_alert(session, aoi, alert_id)
+    session.execute(delete(Delivery).where(Delivery.alert_id == alert.id))
+    session.delete(alert)
+    session.commit()
+
+
+def list_deliveries(session: Session, alert: Alert, *, cursor: str | None = None, limit: int | None = None):
+    return paginate(session, select(Delivery).where(Delivery.alert_id == alert.id), Delivery, cursor, limit)
+
+
+def _db_time(session: Session, value: dt.datetime) -> dt.datetime:
+    """A UTC time as the database compares it (SQLite stores naive UTC)."""
+    return value.replace(tzinfo=None) if session.bind.dialect.name == "sqlite" else value
+
+
+def claim_deliveries(session: Session, *, lease_s: float, limit: int) -> list[tuple[Delivery, Alert]]:
+    """Due pending deliveries with their alert, leased for ``lease_s`` (a process that dies while sending
+    leaves them to be sent again then). Safe across processes."""
+    now = utcnow()
+    q = (select(Delivery.id).where(Delivery.status == "pending", Delivery.next_attempt_at <= _db_time(session, now))
+         .order_by(Delivery.next_attempt_at).limit(limit))
+    if session.bind.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    claimed = []
+    for delivery_id in session.scalars(q).all():
+        n = session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "pending",
+                                                   Delivery.next_attempt_at <= _db_time(session, now))
+                            .values(next_attempt_at=now + dt.timedelta(seconds=lease_s))).rowcount
+        if n:
+            claimed.append(delivery_id)
+    session.commit()
+    if not claimed:
+        return []
+    rows = session.execute(select(Delivery, Alert).join(Alert, Alert.id == Delivery.alert_id).where(Delivery.id.in_(claimed)))
+    return [(d, a) for d, a in rows]
+
+
+def record_attempt(session: Session, delivery_id: str, attempt: dict, *, delivered: bool,
+                   retry_at: dt.datetime | None) -> None:
+    """Append an attempt; the delivery is then delivered, pending until ``retry_at``, or failed (no ``retry_at``)."""
+    row = session.get(Delivery, delivery_id)
+    if row is None:  # its alert was deleted meanwhile
+        return
+    row.attempts = [*row.attempts, attempt]
+    if delivered:
+        row.status, row.delivered_at = "delivered", utcnow()
+    elif retry_at is None:
+        row.status = "failed"
+    else:
+        row.next_attempt_at = retry_at
+    session.commit()
+
+
 # --- analyses ----------------------------------------------------------------------------
 
 
@@ -156,6 +286,34 @@ def add_analysis(session: Session, analysis: Analysis) -> Analysis:
     session.add(analysis)
     session.commit()
     return analysis
+
+
+def watched_pairs(session: Session, aoi_id: str) -> set[tuple[str, str]]:
+    """(before, after) scene ids of the analyses an AOI's watch queued."""
+    q = select(Analysis.before_scene_id, Analysis.after_scene_id).where(Analysis.aoi_id == aoi_id, Analysis.watched.is_(True))
+    return set(session.execute(q).all())
+
+
+def add_watched_analyses(session: Session, rows: list[Analysis]) -> list[Analysis]:
+    """Add the watch's analyses; a pair another process queued meanwhile is skipped. Returns those added."""
+    added = []
+    for row in rows:
+        try:
+            with session.begin_nested():
+                session.add(row)
+            added.append(row)
+        except IntegrityError:
+            pass
+    session.commit()
+    return added
+
+
+def analyses_after(session: Session, aoi_id: str, after_scene_ids: list[str]) -> list[Analysis]:
+    """The analyses of an AOI whose after scene is one of these."""
+    if not after_scene_ids:
+        return []
+    q = select(Analysis).where(Analysis.aoi_id == aoi_id, Analysis.after_scene_id.in_(after_scene_ids))
+    return list(session.scalars(q))
 
 
 def get_analysis(session: Session, team: str, analysis_id: str) -> Analysis:
@@ -221,10 +379,14 @@ def heartbeat(session: Session, analysis_id: str, worker: str, *, stage: str | N
     return bool(n)
 
 
-def finish(session: Session, analysis_id: str, worker: str, *, summary: dict, product_dir: str) -> bool:
+def finish(session: Session, analysis_id: str, worker: str, *, summary: dict, product_dir: str,
+           outbox: list[Delivery] = ()) -> bool:
+    """Mark the analysis succeeded and put its alert events in the outbox, in one transaction."""
     n = session.execute(update(Analysis).where(Analysis.id == analysis_id, Analysis.worker == worker, Analysis.status == "running")
                         .values(status="succeeded", progress=1.0, stage="done", summary=summary, product_dir=product_dir,
                                 finished_at=utcnow(), error=None)).rowcount
+    if n:
+        session.add_all(outbox)
     session.commit()
     return bool(n)
 
@@ -274,6 +436,6 @@ def count_by_status(session: Session, team: str) -> dict[str, int]:
 
 def purge_all(session: Session) -> None:
     """Delete every row (tests only)."""
-    for model in (Analysis, Aoi, Scene, ApiKey):
+    for model in (Delivery, Alert, Zone, Analysis, Aoi, Scene, ApiKey):
         session.execute(delete(model))
     session.commit()

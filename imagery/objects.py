@@ -203,41 +203,40 @@ def objects_from_labels(
         Sorted by descending area, ids from 1; ``label`` says which component each is.
     """
     slices = ndimage.find_objects(labels)
-    px_area = pixel_size_m**2
     out = []
     for label_minus_one, bbox in enumerate(slices):
         if bbox is None:
             continue
         label = label_minus_one + 1
         sub = labels[bbox] == label
-        n = int(sub.sum())
-        geom = component_geometry(labels, label, grid, bbox)
-        if geom.is_empty:
-            continue
-        length, width, azimuth = min_rect_dims(geom)
-        if width < min_width_m:
-            continue
-        area = n * px_area
-        hull = geom.convex_hull.area
-        solidity = float(geom.area / hull) if hull > 0 else 0.0
-        cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m, area_change=label in area_labels)
-        out.append(ChangeObject(
-            id=0,
-            label=label,
-            change=change_types.get(label, "changed"),
-            cls=cls,
-            geometry=geom,
-            area_m2=float(area),
-            length_m=length,
-            width_m=width,
-            orientation_deg=azimuth,
-            score=float(score[bbox][sub].mean()),
-            brightness_before=float(brightness_before[bbox][sub].mean()),
-            brightness_after=float(brightness_after[bbox][sub].mean()),
-            vehicles=vehicle_count(cls, area, pixel_size_m, rules),
-        ))
+        obj = measure_object(label, change_types.get(label, "changed"), component_geometry(labels, label, grid, bbox),
+                             int(sub.sum()), float(score[bbox][sub].mean()), float(brightness_before[bbox][sub].mean()),
+                             float(brightness_after[bbox][sub].mean()), pixel_size_m=pixel_size_m, rules=rules,
+                             outline_px_m=outline_px_m, min_width_m=min_width_m, area_change=label in area_labels)
+        if obj is not None:
+            out.append(obj)
     out.sort(key=lambda o: -o.area_m2)
     return [ChangeObject(**{**o.__dict__, "id": i}) for i, o in enumerate(out, start=1)]
+
+
+def measure_object(label: int, change: str, geometry: BaseGeometry, pixels: int, score: float, brightness_before: float,
+                   brightness_after: float, *, pixel_size_m: float, rules: SizeRules = SizeRules(),
+                   outline_px_m: float | None = None, min_width_m: float = 0.0,
+                   area_change: bool = False) -> ChangeObject | None:
+    """One object measured and classified from its outline (grid CRS, metres), its pixel count and its mean
+    score and brightness; None when it is empty or narrower than ``min_width_m`` (a sliver). ``id`` is 0."""
+    if geometry.is_empty:
+        return None
+    length, width, azimuth = min_rect_dims(geometry)
+    if width < min_width_m:
+        return None
+    area = pixels * pixel_size_m**2
+    hull = geometry.convex_hull.area
+    solidity = float(geometry.area / hull) if hull > 0 else 0.0
+    cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m, area_change=area_change)
+    return ChangeObject(id=0, label=label, change=change, cls=cls, geometry=geometry, area_m2=float(area), length_m=length,
+                        width_m=width, orientation_deg=azimuth, score=score, brightness_before=brightness_before,
+                        brightness_after=brightness_after, vehicles=vehicle_count(cls, area, pixel_size_m, rules))
 
 
 def counts_by(objects: list[ChangeObject]) -> dict:

@@ -1,9 +1,10 @@
-"""One analysis: two scenes (and an AOI) in, change products in memory out.
+"""One analysis: two scenes (and an AOI) in, change products out.
 
 ``analyze`` runs the stages of the design card in order; each stage is a
 function on arrays and grids from its own module. Reading scenes happens
-here through :mod:`imagery.scenes`; writing products is
-:mod:`imagery.products`' job.
+through :mod:`imagery.scenes`; writing products is :mod:`imagery.products`'
+job. A grid that fits one block (``AnalysisParams.block_px``) is analysed
+whole, in memory; a larger one block by block (:mod:`imagery.blockwise`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,12 +24,13 @@ from imagery import __version__
 from imagery.change import METHODS, ChangeInputs, ChangeResult
 from imagery.clouds import not_analysed
 from imagery.coregister import NO_SHIFT, ShiftEstimate, estimate_shift, structure_band
-from imagery.errors import AnalysisError, BandError, NoOverlapError
+from imagery.errors import AnalysisError, BandError, GridTooLargeError, NoOverlapError
 from imagery.grid import Grid, analysis_grid, nominal_pixel_size_m
 from imagery.normalize import DEFAULT_SAMPLE, Normalisation, apply_normalisation, fit_irmad, fit_normalisation, sample_indexes
 from imagery.objects import MASK_VALUES, ChangeObject, counts_by
 from imagery.raster import BAND_ROLES, Raster, brightness
 from imagery.scenes import SceneInfo, read_onto_grid
+from imagery.scenestats import SceneStats
 
 Progress = Callable[[str, float], None]
 
@@ -53,15 +55,25 @@ class AnalysisParams:
         Estimate and remove the residual shift of AFTER.
     mask_clouds : bool
         Detect clouds and cloud shadows and leave them not analysed.
+    sample_pixels : int
+        Pixels sampled for the normalisation fit.
+    block_px : int
+        A grid with a side longer than this is analysed block-wise, in
+        blocks of about this side (:mod:`imagery.blockwise`).
+    max_disk_bytes : int, optional
+        Disk space the products may take; a grid whose products could need
+        more is refused before any pixel is read.
     """
 
     method: str = DEFAULT_METHOD
     margin_m: float = 0.0
-    max_pixels: int = 120_000_000
+    max_pixels: int = 2_000_000_000
     pixel_size_m: float | None = None
     coregister: bool = True
     mask_clouds: bool = True
     sample_pixels: int = DEFAULT_SAMPLE
+    block_px: int = 2048
+    max_disk_bytes: int | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -69,14 +81,22 @@ class AnalysisParams:
 
 @dataclass
 class Analysis:
-    """Everything an analysis produced, in memory, on the analysis grid."""
+    """Everything an analysis produced, on the analysis grid.
+
+    A whole-grid analysis holds its rasters in memory (``before``, ``after``,
+    ``analysed``, ``score``, ``mask`` on ``grid``). A block-wise one holds
+    them in tiled GeoTIFFs (``rasters``, an :class:`imagery.products.TiledRasters`),
+    and ``before``, ``after`` and ``analysed`` are an overview of every
+    n-th pixel on ``overview_grid`` (for the report); ``score`` and ``mask``
+    are None and ``pixel_counts`` gives the counts the summary needs.
+    """
 
     grid: Grid
     before: Raster
     after: Raster
     analysed: np.ndarray
-    score: np.ndarray
-    mask: np.ndarray
+    score: np.ndarray | None
+    mask: np.ndarray | None
     objects: list[ChangeObject]
     shift: ShiftEstimate
     normalisation: Normalisation
@@ -85,13 +105,26 @@ class Analysis:
     area_lonlat: BaseGeometry
     timings: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    rasters: object | None = None
+    overview_grid: Grid | None = None
+    pixel_counts: dict | None = None
+
+    def counts(self) -> tuple[int, int]:
+        """(analysed, changed) pixels of the analysis grid."""
+        if self.pixel_counts is not None:
+            return self.pixel_counts["analysed"], self.pixel_counts["changed"]
+        return int(self.analysed.sum()), int(np.isin(self.mask, (1, 2, 3)).sum())
+
+    def report_view(self) -> Analysis:
+        """What the report draws: this analysis, or for a block-wise one its overview on ``overview_grid``."""
+        return self if self.overview_grid is None else replace(self, grid=self.overview_grid)
 
     def summary(self) -> dict:
         """The JSON-ready summary (summary.json)."""
         px_m = nominal_pixel_size_m(self.grid)
         px_area = px_m**2
-        changed_px = int(np.isin(self.mask, (1, 2, 3)).sum())
-        not_analysed = 1 - float(self.analysed.sum()) / max(1, self.aoi_pixels())
+        analysed_px, changed_px = self.counts()
+        not_analysed = 1 - float(analysed_px) / max(1, self.aoi_pixels())
         return {
             "software": {"name": "basewatch", "version": __version__},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -100,7 +133,7 @@ class Analysis:
             "sources": self.sources,
             "counts": counts_by(self.objects),
             "changed_area_m2": round(changed_px * px_area, 1),
-            "analysed_area_m2": round(float(self.analysed.sum()) * px_area, 1),
+            "analysed_area_m2": round(float(analysed_px) * px_area, 1),
             "not_analysed_fraction": round(not_analysed, 4),
             "not_analysed_by_cause": self.sources.get("not_analysed", {}),
             "grid": self.grid.to_dict(),
@@ -121,7 +154,7 @@ class Analysis:
         }
 
     def aoi_pixels(self) -> int:
-        return int(self.sources.get("aoi_pixels", self.analysed.size))
+        return int(self.sources["aoi_pixels"]) if "aoi_pixels" in self.sources else int(self.analysed.size)
 
 
 def caveats(*, bands: tuple[str, ...], dtypes: tuple[str, ...], pixel_size_m: float, not_analysed_fraction: float,
@@ -288,6 +321,43 @@ class Prepared:
     area_lonlat: BaseGeometry
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What is decided before any pixel is read: the analysis grid, the bands, the area (lon/lat)."""
+
+    grid: Grid
+    bands: tuple[str, ...]
+    area_lonlat: BaseGeometry
+    pixel_size_m: float
+
+
+def plan_analysis(before_info: SceneInfo, after_info: SceneInfo, aoi_lonlat: BaseGeometry | None,
+                  params: AnalysisParams) -> Plan:
+    """Stage 1-2 planning: the bands both scenes have, the area both cover, the analysis grid (refused when it
+    exceeds ``params.max_pixels`` or its products ``params.max_disk_bytes``)."""
+    bands = common_bands(before_info, after_info)
+    area = analysis_area(before_info, after_info, aoi_lonlat)
+    pixel_size = params.pixel_size_m or max(before_info.pixel_size_m, after_info.pixel_size_m)
+    if before_info.grid.is_projected and math.isclose(before_info.grid.res[0], before_info.grid.res[1], rel_tol=1e-9) \
+            and math.isclose(before_info.grid.res[0], pixel_size, rel_tol=1e-3):
+        pixel_size = before_info.grid.res[0]  # the before scene's exact pixel: its lattice can be shared
+    grid = analysis_grid(area, pixel_size_m=pixel_size, margin_m=params.margin_m, max_pixels=params.max_pixels,
+                         align_to=before_info.grid)
+    if params.max_disk_bytes is not None:
+        from imagery.products import product_bytes
+
+        need = product_bytes(grid.rows * grid.cols, len(bands), blockwise=max(grid.shape) > params.block_px)
+        if need > params.max_disk_bytes:
+            raise GridTooLargeError(
+                f"the products of a {grid.cols} x {grid.rows} px analysis could take {need / 1e9:.1f} GB of disk, "
+                f"{max(params.max_disk_bytes, 0) / 1e9:.1f} GB are available; use a smaller AOI or a coarser pixel_size_m")
+    return Plan(grid=grid, bands=bands, area_lonlat=area, pixel_size_m=pixel_size)
+
+
+#: Reads a scene onto the prepared layout, the layout moved by an offset (CRS units): ``read(info, (dx, dy))``.
+Reader = Callable[[SceneInfo, tuple[float, float]], Raster]
+
+
 def prepare(
     before_info: SceneInfo,
     after_info: SceneInfo,
@@ -299,22 +369,49 @@ def prepare(
 ) -> Prepared:
     """Stages 1-4: plan the grid, read both scenes onto it, co-register, normalise."""
     report("planning", 0.0)
-    bands = common_bands(before_info, after_info)
-    area = analysis_area(before_info, after_info, aoi_lonlat)
-    pixel_size = params.pixel_size_m or max(before_info.pixel_size_m, after_info.pixel_size_m)
-    if before_info.grid.is_projected and math.isclose(before_info.grid.res[0], before_info.grid.res[1], rel_tol=1e-9) \
-            and math.isclose(before_info.grid.res[0], pixel_size, rel_tol=1e-3):
-        pixel_size = before_info.grid.res[0]  # the before scene's exact pixel: its lattice can be shared
-    grid = analysis_grid(area, pixel_size_m=pixel_size, margin_m=params.margin_m, max_pixels=params.max_pixels,
-                         align_to=before_info.grid)
-    inside = rasterize_area(area, grid)
+    plan = plan_analysis(before_info, after_info, aoi_lonlat, params)
+    inside = rasterize_area(plan.area_lonlat, plan.grid)
     if not inside.any():
         raise NoOverlapError("the area to analyse is smaller than one pixel")
     watch.lap("plan")
 
+    def read(info: SceneInfo, offset: tuple[float, float]) -> Raster:
+        return read_onto_grid(info, plan.grid.translated(*offset) if offset != (0.0, 0.0) else plan.grid, roles=plan.bands)
+
+    return prepare_on(before_info, after_info, plan, plan.grid, inside, read, params, report=report, watch=watch)
+
+
+def prepare_on(before_info: SceneInfo, after_info: SceneInfo, plan: Plan, grid: Grid, inside: np.ndarray, read: Reader,
+               params: AnalysisParams, *, report: Progress, watch: Stopwatch) -> Prepared:
+    """Stages 2-4 on a layout of pixels (``grid``: the analysis grid, or a mosaic of sample windows of it):
+    read both scenes, co-register (:func:`read_registered`), fit and apply the normalisation
+    (:func:`normalise`).
+
+    ``inside`` (bool, ``grid.shape``) marks the pixels inside the area; ``read`` reads a scene onto the
+    layout, moved by an offset for AFTER's shift.
+    """
+    before, after, valid, shift = read_registered(before_info, after_info, plan, grid, inside, read, params,
+                                                  report=report, watch=watch)
+    report("normalising", 0.4)
+    sample = sample_indexes(valid, params.sample_pixels)
+    if sample.size < 64:
+        raise AnalysisError("too few valid pixels to compare the dates")
+    norm, mad = fit_pair(before.data.reshape(before.count, -1)[:, sample], after.data.reshape(after.count, -1)[:, sample],
+                         plan.bands)
+    after_norm = apply_normalisation(after.data, norm)
+    watch.lap("normalise")
+    return Prepared(grid=grid, before=before, after=after, after_norm=after_norm, inside=inside, valid=valid, shift=shift,
+                    normalisation=norm, mad=mad, sample=sample, pixel_size_m=plan.pixel_size_m, area_lonlat=plan.area_lonlat)
+
+
+def read_registered(before_info: SceneInfo, after_info: SceneInfo, plan: Plan, grid: Grid, inside: np.ndarray,
+                    read: Reader, params: AnalysisParams, *, report: Progress,
+                    watch: Stopwatch) -> tuple[Raster, Raster, np.ndarray, ShiftEstimate]:
+    """Stages 2-3: both scenes read onto the layout, AFTER re-read moved by the co-registration shift;
+    returns (before, after, valid in both and inside, shift)."""
     report("reading", 0.05)
-    before = read_onto_grid(before_info, grid, roles=bands)
-    after = read_onto_grid(after_info, grid, roles=bands)
+    before = read(before_info, (0.0, 0.0))
+    after = read(after_info, (0.0, 0.0))
     watch.lap("read")
     valid = before.valid & after.valid & inside
     if valid.sum() < 64:
@@ -327,25 +424,80 @@ def prepare(
         a_struct = structure_band(brightness(after), valid)
         shift = estimate_shift(b_struct, a_struct, valid)
         del b_struct, a_struct
-        if shift.magnitude_px >= 0.05:
-            moved = grid.translated(*shift.offset_m(grid))
-            after = read_onto_grid(after_info, moved, roles=bands)
+        if shift.magnitude_px >= MIN_SHIFT_PX:
+            after = read(after_info, shift.offset_m(plan.grid))
             after = Raster(after.data, after.valid, grid, after.bands, after.acquired, after.meta)
             valid = before.valid & after.valid & inside
     watch.lap("coregister")
+    return before, after, valid, shift
 
-    report("normalising", 0.4)
-    sample = sample_indexes(valid, params.sample_pixels)
-    if sample.size < 64:
-        raise AnalysisError("too few valid pixels to compare the dates")
-    flat_before = before.data.reshape(before.count, -1)[:, sample]
-    flat_after = after.data.reshape(after.count, -1)[:, sample]
-    mad = fit_irmad(flat_before, flat_after) if before.count > 1 else None
-    norm = fit_normalisation(flat_before, flat_after, bands, mad=mad)
-    after_norm = apply_normalisation(after.data, norm)
-    watch.lap("normalise")
-    return Prepared(grid=grid, before=before, after=after, after_norm=after_norm, inside=inside, valid=valid, shift=shift,
-                    normalisation=norm, mad=mad, sample=sample, pixel_size_m=pixel_size, area_lonlat=area)
+
+def fit_pair(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]) -> tuple[Normalisation, object]:
+    """Stage 4's fit on sampled pixels (bands, n) of both dates: the normalisation and the IR-MAD fit (None
+    for a single band)."""
+    mad = fit_irmad(before, after) if before.shape[0] > 1 else None
+    return fit_normalisation(before, after, bands, mad=mad), mad
+
+
+#: A smaller co-registration shift (pixels) is not applied.
+MIN_SHIFT_PX = 0.05
+
+
+@dataclass
+class Found:
+    """Stages 5-7 on prepared pixels: what is not analysed, the change, its objects (labels and types)."""
+
+    analysed: np.ndarray
+    hidden: object
+    result: ChangeResult
+    labels: np.ndarray
+    types: dict
+
+
+def find_changes(prep: Prepared, params: AnalysisParams, stats: SceneStats, sample: np.ndarray | None, *,
+                 report: Progress, watch: Stopwatch) -> Found:
+    """Stages 5-7: clouds and shadows, change, objects (labelled, not yet measured).
+
+    ``stats`` holds the scene-wide statistics: measured here on a whole grid or the statistics sample, frozen
+    for a block. ``sample`` (flat indexes of valid pixels) is what sample-based statistics are measured on;
+    None for a block, whose statistics are all given.
+    """
+    from imagery.segment import label_objects
+
+    bands = prep.before.bands
+    report("masking clouds", 0.5)
+    hidden = None
+    analysed = prep.valid.copy()
+    if params.mask_clouds:
+        hidden = not_analysed(prep.before.data, prep.after_norm, bands, prep.valid, prep.pixel_size_m,
+                              raw_after=prep.after.data, stats=stats.scope("clouds"))
+        analysed &= ~hidden.any
+    watch.lap("clouds")
+    if sample is not None:
+        sample = sample[analysed.ravel()[sample]]
+        if sample.size < 64:
+            raise AnalysisError("clouds or nodata cover the whole area: nothing left to compare")
+
+    report("detecting change", 0.55)
+    inputs = ChangeInputs(before=prep.before.data, after=prep.after_norm, analysed=analysed, bands=bands,
+                          pixel_size_m=prep.pixel_size_m, mad=prep.mad,
+                          sample=np.empty(0, np.int64) if sample is None else sample,
+                          raw_after=prep.after.data, stats=stats.scope("change"))
+    result = METHODS[params.method](inputs)
+    watch.lap("change")
+
+    report("objects", 0.75)
+    labels, types = label_objects(result, prep.before.data, prep.after_norm, analysed, pixel_size_m=prep.pixel_size_m,
+                                  stats=stats.scope("objects"))
+    watch.lap("objects")
+    return Found(analysed=analysed, hidden=hidden, result=result, labels=labels, types=types)
+
+
+def scene_sources(before_info: SceneInfo, after_info: SceneInfo) -> dict:
+    """``summary["sources"]`` of the two scenes (file, date, bands, type, pixel size, CRS)."""
+    return {side: {"file": Path(info.path).name, "date": iso(info.acquired), "bands": list(info.bands),
+                   "dtype": info.dtype, "pixel_size_m": round(info.pixel_size_m, 4), "crs": str(info.grid.crs)}
+            for side, info in (("before", before_info), ("after", after_info))}
 
 
 def analyze(
@@ -355,6 +507,8 @@ def analyze(
     params: AnalysisParams = AnalysisParams(),
     *,
     progress: Progress | None = None,
+    executor=None,
+    scratch: str | Path | None = None,
 ) -> Analysis:
     """Find what changed between two scenes.
 
@@ -367,53 +521,49 @@ def analyze(
     params : AnalysisParams
     progress : callable, optional
         Called as ``progress(stage, fraction_done)``.
+    executor : concurrent.futures.Executor, optional
+        Where the blocks of a block-wise analysis run (e.g. a Dask client's
+        ``get_executor()``); default local processes
+        (:func:`imagery.blockwise.local_executor`).
+    scratch : path, optional
+        Folder for a block-wise analysis's raster products while they are
+        written block by block (default a temporary folder); see
+        :func:`imagery.products.scratch_folder`.
 
     Returns
     -------
     Analysis
+        In memory for a grid that fits one block (``params.block_px``);
+        for a larger grid, with its rasters in tiled GeoTIFFs
+        (``Analysis.rasters``) and an overview for the report.
     """
     report = progress or (lambda stage, fraction: None)
     if params.method not in METHODS:
         raise ValueError(f"unknown method {params.method!r}; choose one of {', '.join(METHODS)}")
+    plan = plan_analysis(before_info, after_info, aoi_lonlat, params)
+    if max(plan.grid.shape) > params.block_px:
+        from imagery.blockwise import analyze_blockwise
+
+        return analyze_blockwise(before_info, after_info, plan, params, progress=report, executor=executor,
+                                 scratch=scratch)
     watch = Stopwatch()
     prep = prepare(before_info, after_info, aoi_lonlat, params, report=report, watch=watch)
-    grid, before, bands = prep.grid, prep.before, prep.before.bands
-    report("masking clouds", 0.5)
-    hidden = None
-    analysed = prep.valid.copy()
-    if params.mask_clouds:
-        hidden = not_analysed(before.data, prep.after_norm, bands, prep.valid, prep.pixel_size_m, raw_after=prep.after.data)
-        analysed &= ~hidden.any
-    watch.lap("clouds")
-    sample = prep.sample[analysed.ravel()[prep.sample]]
-    if sample.size < 64:
-        raise AnalysisError("clouds or nodata cover the whole area: nothing left to compare")
+    found = find_changes(prep, params, SceneStats(), prep.sample, report=report, watch=watch)
+    from imagery.segment import finish_objects
 
-    report("detecting change", 0.55)
-    inputs = ChangeInputs(before=before.data, after=prep.after_norm, analysed=analysed, bands=bands,
-                          pixel_size_m=prep.pixel_size_m, mad=prep.mad, sample=sample, raw_after=prep.after.data)
-    result = METHODS[params.method](inputs)
-    watch.lap("change")
-
-    report("objects", 0.75)
-    from imagery.segment import extract_objects
-
-    objects, mask = extract_objects(result, before.data, prep.after_norm, analysed, grid=grid, pixel_size_m=prep.pixel_size_m)
+    objects, mask = finish_objects(found.labels, found.types, found.result, prep.before.data, prep.after_norm,
+                                   grid=prep.grid, pixel_size_m=prep.pixel_size_m)
+    analysed = found.analysed
     mask[~analysed] = MASK_VALUES["not_analysed"]
     watch.lap("objects")
     report("done", 1.0)
 
-    after_out = Raster(prep.after_norm, prep.after.valid, grid, bands, prep.after.acquired, prep.after.meta)
+    after_out = Raster(prep.after_norm, prep.after.valid, prep.grid, prep.before.bands, prep.after.acquired, prep.after.meta)
     sources = {
-        "before": {"file": Path(before_info.path).name, "date": iso(before_info.acquired), "bands": list(before_info.bands),
-                   "dtype": before_info.dtype,
-                   "pixel_size_m": round(before_info.pixel_size_m, 4), "crs": str(before_info.grid.crs)},
-        "after": {"file": Path(after_info.path).name, "date": iso(after_info.acquired), "bands": list(after_info.bands),
-                   "dtype": after_info.dtype,
-                  "pixel_size_m": round(after_info.pixel_size_m, 4), "crs": str(after_info.grid.crs)},
+        **scene_sources(before_info, after_info),
         "aoi_pixels": int(prep.inside.sum()),
-        "not_analysed": hidden.fractions(prep.inside) if hidden is not None else {},
+        "not_analysed": found.hidden.fractions(prep.inside) if found.hidden is not None else {},
     }
-    return Analysis(grid=grid, before=before, after=after_out, analysed=analysed, score=result.score, mask=mask,
-                    objects=objects, shift=prep.shift, normalisation=prep.normalisation, change=result, params=params,
-                    area_lonlat=prep.area_lonlat, timings=watch.times, sources=sources)
+    return Analysis(grid=prep.grid, before=prep.before, after=after_out, analysed=analysed, score=found.result.score,
+                    mask=mask, objects=objects, shift=prep.shift, normalisation=prep.normalisation, change=found.result,
+                    params=params, area_lonlat=prep.area_lonlat, timings=watch.times, sources=sources)

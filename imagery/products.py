@@ -6,6 +6,7 @@ so a reader sees either no product folder or a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import shapely
+from rasterio import features
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_geom
 from rasterio.shutil import copy as rio_copy
-from shapely.geometry import mapping
+from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
 from imagery.errors import ProductError
 from imagery.grid import Grid
-from imagery.objects import ChangeObject
+from imagery.objects import ChangeObject, counts_by
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -50,6 +53,7 @@ SCORE_NODATA = -1.0
 #: Lossless compression of product COGs (ZSTD needs GDAL >= 2.3, which every current QGIS/GDAL has).
 COMPRESSION, COMPRESSION_LEVEL = "ZSTD", 1
 MASK_NOT_ANALYSED = 255
+MASK_VALUES_TAG = "0 no change, 1 appeared, 2 disappeared, 3 changed, 255 not analysed"
 
 
 def write_cog(
@@ -78,7 +82,6 @@ def write_cog(
         "driver": "GTiff", "dtype": str(arr.dtype), "count": count, "width": cols, "height": rows,
         "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
     }
-    predictor = "FLOATING_POINT" if arr.dtype.kind == "f" else "STANDARD"
     with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES"), MemoryFile() as memfile:
         with memfile.open(**src_profile) as mem:
             mem.write(arr)
@@ -90,9 +93,16 @@ def write_cog(
             if tags:
                 mem.update_tags(**{k: str(v) for k, v in tags.items()})
         with memfile.open() as src:
-            rio_copy(src, str(path), driver="COG", compress=COMPRESSION, level=COMPRESSION_LEVEL, predictor=predictor,
-                     blocksize=256, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
-                     num_threads="ALL_CPUS", bigtiff="IF_SAFER")
+            copy_cog(src, path, overview_resampling)
+
+
+def copy_cog(src, path: Path, overview_resampling: str) -> None:
+    """Copy an open raster into a COG at ``path`` (GDAL's COG driver: overviews, tiles, ZSTD), streaming it
+    block by block; ``overview_resampling`` ``nearest`` for classes and masks, ``average`` for imagery and scores."""
+    predictor = "FLOATING_POINT" if np.dtype(src.dtypes[0]).kind == "f" else "STANDARD"
+    rio_copy(src, str(path), driver="COG", compress=COMPRESSION, level=COMPRESSION_LEVEL, predictor=predictor,
+             blocksize=256, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
+             num_threads="ALL_CPUS", bigtiff="IF_SAFER")
 
 
 def geometry_lonlat(geometry, grid: Grid) -> dict:
@@ -132,10 +142,48 @@ def aoi_summary(area_lonlat, aoi: dict | None) -> dict:
     return {"name": None, **(aoi or {}), "centre_lonlat": [lon, lat], "mgrs": mgrs_reference(lon, lat)}
 
 
-def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_date: str | None, after_date: str | None) -> dict:
-    """The change objects as a GeoJSON FeatureCollection in EPSG:4326 (changes.geojson)."""
+def zone_counts(objects: list[ChangeObject], zones_lonlat: dict[str, BaseGeometry], crs) -> tuple[list[str | None], dict, dict]:
+    """Which zone each object is in, and the counts per zone.
+
+    Parameters
+    ----------
+    objects : list of ChangeObject
+        Outlines in ``crs``.
+    zones_lonlat : dict
+        Zone name -> lon/lat (EPSG:4326) polygon.
+
+    Returns
+    -------
+    zones : list of str or None
+        Per object, the zone its outline overlaps most (None: outside every zone).
+    counts : dict
+        Zone name -> :func:`imagery.objects.counts_by` of its objects (every zone, empty ones too).
+    outside : dict
+        The counts of the objects outside every zone; with ``counts`` they add up to the whole AOI's.
+    """
+    names = list(zones_lonlat)
+    assigned: list[str | None] = [None] * len(objects)
+    if names and objects:
+        zone_geoms = np.array([shape(transform_geom("EPSG:4326", crs, mapping(g))) for g in zones_lonlat.values()])
+        object_geoms = np.array([o.geometry for o in objects])
+        obj_idx, zone_idx = shapely.STRtree(zone_geoms).query(object_geoms, predicate="intersects")
+        overlap = shapely.area(shapely.intersection(object_geoms[obj_idx], zone_geoms[zone_idx]))
+        best: dict[int, float] = {}
+        for i, z, area in zip(obj_idx.tolist(), zone_idx.tolist(), overlap.tolist()):
+            if area > best.get(i, 0.0):
+                best[i], assigned[i] = area, names[z]
+    counts = {name: counts_by([o for o, z in zip(objects, assigned) if z == name]) for name in names}
+    outside = counts_by([o for o, z in zip(objects, assigned) if z is None])
+    return assigned, counts, outside
+
+
+def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_date: str | None, after_date: str | None,
+                               zones: list[str | None] | None = None) -> dict:
+    """The change objects as a GeoJSON FeatureCollection in EPSG:4326 (changes.geojson); ``zones`` gives each
+    object's zone (property ``zone``, null outside every zone)."""
     feats = []
-    for o, (lon, lat) in zip(objects, centres_lonlat([o.geometry for o in objects], grid.crs)):
+    zones = zones or [None] * len(objects)
+    for o, zone, (lon, lat) in zip(objects, zones, centres_lonlat([o.geometry for o in objects], grid.crs)):
         feats.append({
             "type": "Feature",
             "id": o.id,
@@ -157,12 +205,14 @@ def changes_feature_collection(objects: list[ChangeObject], grid: Grid, before_d
                 "mgrs": mgrs_reference(lon, lat),
                 "before_date": before_date,
                 "after_date": after_date,
+                "zone": zone,
             },
         })
     return {"type": "FeatureCollection", "features": feats}
 
 
-def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = False, aoi: dict | None = None) -> Path:
+def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = False, aoi: dict | None = None,
+                   zones: dict[str, BaseGeometry] | None = None) -> Path:
     """Write the product folder of an :class:`imagery.pipeline.Analysis` atomically.
 
     Parameters
@@ -172,6 +222,9 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
         The folder to create. It must not exist unless ``overwrite``.
     aoi : dict, optional
         What is known of the AOI (``name``, ``id``, ``area_m2``); the summary adds its centre and MGRS reference.
+    zones : dict, optional
+        Named parts of the AOI (name -> lon/lat polygon): the summary counts per zone (``zones``, and
+        ``outside_zones`` for the rest) and each object of changes.geojson names its ``zone``.
 
     Returns
     -------
@@ -192,21 +245,24 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
         summary["aoi"] = aoi_summary(analysis.area_lonlat, aoi)
         grid = analysis.grid
         before_date, after_date = summary["before_date"], summary["after_date"]
-        fc = changes_feature_collection(analysis.objects, grid, before_date, after_date)
+        object_zones, summary["zones"], summary["outside_zones"] = zone_counts(analysis.objects, zones or {}, grid.crs)
+        fc = changes_feature_collection(analysis.objects, grid, before_date, after_date, object_zones)
         (tmp / "changes.geojson").write_text(json.dumps(fc))
         write_exports(fc, summary, tmp)
-        write_cog(tmp / "change_mask.tif", analysis.mask.astype(np.uint8), grid, nodata=MASK_NOT_ANALYSED,
-                  overview_resampling="nearest", descriptions=("change",),
-                  tags={"VALUES": "0 no change, 1 appeared, 2 disappeared, 3 changed, 255 not analysed"})
-        score = np.where(analysis.analysed, analysis.score, SCORE_NODATA).astype(np.float32)
-        write_cog(tmp / "change_score.tif", score, grid, nodata=SCORE_NODATA, overview_resampling="average",
-                  descriptions=("change_score",))
-        del score
-        for name, raster in (("before", analysis.before), ("after", analysis.after)):
-            write_cog(tmp / f"{name}.tif", raster.data.astype(np.float32), grid, mask=raster.valid,
-                      overview_resampling="average", descriptions=raster.bands,
-                      tags={"ACQUISITION_DATE": summary[f"{name}_date"] or "", "BAND_NAMES": ",".join(raster.bands)})
-        render_report(analysis, summary, tmp)
+        if analysis.rasters is not None:  # block-wise: already on disk, block by block
+            analysis.rasters.write_cogs(tmp)
+        else:
+            write_cog(tmp / "change_mask.tif", analysis.mask.astype(np.uint8), grid, nodata=MASK_NOT_ANALYSED,
+                      overview_resampling="nearest", descriptions=("change",), tags={"VALUES": MASK_VALUES_TAG})
+            score = np.where(analysis.analysed, analysis.score, SCORE_NODATA).astype(np.float32)
+            write_cog(tmp / "change_score.tif", score, grid, nodata=SCORE_NODATA, overview_resampling="average",
+                      descriptions=("change_score",))
+            del score
+            for name, raster in (("before", analysis.before), ("after", analysis.after)):
+                write_cog(tmp / f"{name}.tif", raster.data.astype(np.float32), grid, mask=raster.valid,
+                          overview_resampling="average", descriptions=raster.bands,
+                          tags={"ACQUISITION_DATE": summary[f"{name}_date"] or "", "BAND_NAMES": ",".join(raster.bands)})
+        render_report(analysis.report_view(), summary, tmp)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
         if outdir.exists():
             old = outdir.parent / f".{outdir.name}.old-{uuid.uuid4().hex[:8]}"
@@ -232,3 +288,129 @@ def read_summary(outdir: str | os.PathLike) -> dict:
 def is_complete(outdir: str | os.PathLike) -> bool:
     p = Path(outdir)
     return p.is_dir() and all((p / f).is_file() for f in PRODUCT_FILES)
+
+
+# --- block-wise analyses -------------------------------------------------------------------------------------
+
+#: Tile side of the intermediate GeoTIFFs a block-wise analysis writes its rasters into.
+TILE_PX = 512
+
+
+def product_bytes(pixels: int, bands: int, *, blockwise: bool) -> int:
+    """Disk a product folder can take at most, bytes (uncompressed: compression only ever saves): the before
+    and after COGs (float32 per band), the score (float32) and mask (uint8), a third more for overviews; a
+    block-wise analysis also holds its intermediate tiled GeoTIFFs (:class:`TiledRasters`) until then."""
+    per_pixel = 2 * bands * 4 + 4 + 1
+    return int(pixels * per_pixel * (4 / 3 + (1 if blockwise else 0)))
+
+
+@contextlib.contextmanager
+def scratch_folder(outdir: str | os.PathLike):
+    """A hidden sibling of ``outdir`` (``.NAME.blocks-XXXXXXXX``) for a block-wise analysis's intermediate
+    rasters, removed on exit (and by the service's start-up sweep after a crash)."""
+    outdir = Path(outdir)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    folder = outdir.parent / f".{outdir.name}.blocks-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class TiledRasters:
+    """The raster products of a block-wise analysis, written block by block (rasterio windows) into tiled,
+    ZSTD-compressed GeoTIFFs; :meth:`write_cogs` streams them into the product COGs. Holds no pixels itself.
+
+    Parameters
+    ----------
+    folder : path
+        Where the intermediate files go (see :func:`scratch_folder`).
+    grid : Grid
+        The analysis grid.
+    bands : tuple of str
+    dates : (date or None, date or None)
+        Acquisition dates of BEFORE and AFTER, tagged on their COGs.
+    remove_folder : bool
+        :meth:`cleanup` removes ``folder`` itself (it was made for these files alone).
+    """
+
+    def __init__(self, folder: str | os.PathLike, grid: Grid, bands: tuple[str, ...], dates=(None, None),
+                 remove_folder: bool = False):
+        self.folder, self.grid, self.bands, self.remove_folder = Path(folder), grid, tuple(bands), remove_folder
+        self.paths = {name: self.folder / f"{name}.tif" for name in ("change_mask", "change_score", "before", "after")}
+        common = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "crs": grid.crs, "transform": grid.transform,
+                  "tiled": True, "blockxsize": TILE_PX, "blockysize": TILE_PX, "compress": COMPRESSION,
+                  "zstd_level": COMPRESSION_LEVEL, "bigtiff": "IF_SAFER"}
+        self._env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK="YES")
+        with self._env:
+            self._files = {
+                "change_mask": rasterio.open(self.paths["change_mask"], "w+", count=1, dtype="uint8", nodata=MASK_NOT_ANALYSED,
+                                             **common),
+                "change_score": rasterio.open(self.paths["change_score"], "w+", count=1, dtype="float32",
+                                              nodata=SCORE_NODATA, predictor=3, **common),
+                "before": rasterio.open(self.paths["before"], "w+", count=len(bands), dtype="float32", predictor=3, **common),
+                "after": rasterio.open(self.paths["after"], "w+", count=len(bands), dtype="float32", predictor=3, **common),
+            }
+        self._files["change_mask"].set_band_description(1, "change")
+        self._files["change_mask"].update_tags(VALUES=MASK_VALUES_TAG)
+        self._files["change_score"].set_band_description(1, "change_score")
+        for name, date in zip(("before", "after"), dates):
+            ds = self._files[name]
+            for i, band in enumerate(self.bands, start=1):
+                ds.set_band_description(i, band)
+            ds.update_tags(ACQUISITION_DATE=date.isoformat() if date is not None else "", BAND_NAMES=",".join(self.bands))
+
+    def write(self, window, block) -> None:
+        """Write one block's core: ``block`` has ``mask``, ``score``, ``before``, ``before_valid``, ``after`` and
+        ``after_valid`` arrays of the window's size (see :class:`imagery.blockwise.BlockResult`)."""
+        with self._env:
+            self._files["change_mask"].write(block.mask, 1, window=window)
+            self._files["change_score"].write(block.score, 1, window=window)
+            for name in ("before", "after"):
+                ds = self._files[name]
+                ds.write(getattr(block, name), window=window)
+                ds.write_mask(getattr(block, f"{name}_valid").astype(np.uint8) * 255, window=window)
+
+    def repaint(self, shapes: list) -> int:
+        """Change the mask's changed pixels (1-3) inside outlines (grid CRS) to a value, ``(geometry, value)``
+        pairs (0: an object dropped after merging); returns the change in changed pixels (<= 0)."""
+        from rasterio.windows import Window, from_bounds
+
+        ds, delta = self._files["change_mask"], 0
+        for geom, value in shapes:
+            win = from_bounds(*geom.bounds, transform=self.grid.transform).round_offsets().round_lengths()
+            win = win.intersection(Window(0, 0, self.grid.cols, self.grid.rows))
+            mask = ds.read(1, window=win)
+            hit = np.isin(mask, (1, 2, 3)) & features.geometry_mask(
+                [geom], out_shape=mask.shape, transform=ds.window_transform(win), invert=True)
+            mask[hit] = value
+            delta -= int(hit.sum()) if value == 0 else 0
+            ds.write(mask, 1, window=win)
+        return delta
+
+    def close(self) -> None:
+        """Finish the intermediate files (idempotent)."""
+        with self._env:
+            for ds in self._files.values():
+                if not ds.closed:
+                    ds.close()
+
+    def write_cogs(self, folder: Path) -> None:
+        """The product COGs (``change_mask.tif``, ``change_score.tif``, ``before.tif``, ``after.tif``) into
+        ``folder``, streamed from the intermediate files."""
+        self.close()
+        resampling = {"change_mask": "nearest", "change_score": "average", "before": "average", "after": "average"}
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES"):
+            for name, path in self.paths.items():
+                with rasterio.open(path) as src:
+                    copy_cog(src, folder / f"{name}.tif", resampling[name])
+
+    def cleanup(self) -> None:
+        """Remove the intermediate files (and the folder when it was made for them)."""
+        self.close()
+        if self.remove_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            for path in self.paths.values():
+                path.unlink(missing_ok=True)

@@ -74,10 +74,26 @@ def extract_objects(
     rules: SizeRules = SizeRules(),
     stats=None,
 ) -> tuple[list[ChangeObject], np.ndarray]:
-    """Change objects and the uint8 change mask (0/1/2/3, not-analysed left to the caller).
+    """Change objects and the uint8 change mask (0/1/2/3, not-analysed left to the caller):
+    :func:`label_objects` then :func:`finish_objects`."""
+    labels, types = label_objects(result, before, after, analysed, pixel_size_m=pixel_size_m, rules=rules, stats=stats)
+    return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
+
+
+def label_objects(
+    result: ChangeResult,
+    before: np.ndarray,
+    after: np.ndarray,
+    analysed: np.ndarray,
+    *,
+    pixel_size_m: float,
+    rules: SizeRules = SizeRules(),
+    stats=None,
+) -> tuple[np.ndarray, dict]:
+    """Change objects as labels (int, rows x cols, 0 elsewhere) and their change types (label -> type).
 
     When the change method found the objects itself (``result.objects``),
-    they are measured and classified as they are. Otherwise the changed
+    they are taken as they are. Otherwise the changed
     pixels are cleaned and labelled, and the change type of each component
     compares its contrast with its surroundings in each date: an object that
     stands out only after it appeared, only before it disappeared, in both
@@ -85,14 +101,13 @@ def extract_objects(
     statistic (``stats``, a :class:`imagery.scenestats.SceneStats`).
     """
     if result.objects is not None:
-        labels, types = result.objects
-        return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
+        return result.objects
+    from imagery.scenestats import scene_stats
+
     min_area = max(rules.vehicle_area_m2[0] * 0.5, 2 * pixel_size_m**2)
     cleaned = clean_mask(result.changed & analysed, pixel_size_m=pixel_size_m, min_area_m2=min_area)
     labels, n = ndimage.label(cleaned, structure=np.ones((3, 3), bool))
     ring_px = max(1, int(round(2.0 / pixel_size_m)))
-    from imagery.scenestats import scene_stats
-
     noise = scene_stats(stats).take("segment_noise", lambda: np.array([
         max(1e-6, float(np.median(np.abs(np.diff(before[k][analysed][:200000]))))) for k in range(before.shape[0])]))
     c_before = contrast_with_surroundings(before, labels, ring_px, noise)
@@ -106,11 +121,11 @@ def extract_objects(
             types[label] = "disappeared"
         else:
             types[label] = "changed"
-    return finish_objects(labels, types, result, before, after, grid=grid, pixel_size_m=pixel_size_m, rules=rules)
+    return labels, types
 
 
 def finish_objects(labels: np.ndarray, types: dict, result: ChangeResult, before: np.ndarray, after: np.ndarray, *,
-                   grid: Grid, pixel_size_m: float, rules: SizeRules) -> tuple[list[ChangeObject], np.ndarray]:
+                   grid: Grid, pixel_size_m: float, rules: SizeRules = SizeRules()) -> tuple[list[ChangeObject], np.ndarray]:
     """Measure and classify labelled objects; the uint8 change mask they make.
 
     Components narrower than the narrowest object of interest plus one

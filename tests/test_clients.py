@@ -127,7 +127,7 @@ def test_openapi_states_media_types_security_and_short_operation_ids(site):
             if path == "/healthz":
                 assert op["security"] == []
             elif any(p in path for p in ("/tiles/", "/files/", "/exports/", "/report.", "/changes.geojson", "/summary.json",
-                                         "/tilejson.json", "/WMTSCapabilities.xml", "/viewer")):
+                                         "/tilejson.json", "/WMTSCapabilities.xml", "/viewer", "/timeline.png")):
                 assert op["security"] == [{"bearer": []}, {"token": []}], path
                 assert "token" not in [p["name"] for p in op.get("parameters", [])], path
             else:

@@ -33,9 +33,10 @@ def test_openapi_fuzz_finds_no_server_error_and_no_schema_violation(tmp_path):
     srv = LiveServer(data, env={"BASEWATCH_AUTH_FAILURES_PER_MINUTE": "100000"}).start()
     try:
         analysis = run_analysis(srv.client(key), *small_pair(tmp_path / "pair", size=160, vehicles=2)[:2])
-        # reads with the real analysis id, so tiles, TileJSON, WMTS and products are reached
+        # reads with the real analysis and AOI ids, so tiles, TileJSON, WMTS, products, zones, alerts and the timeline
+        # are reached
         config = tmp_path / "schemathesis.toml"
-        config.write_text(f'[parameters]\n"path.analysis_id" = "{analysis["id"]}"\n')
+        config.write_text(f'[parameters]\n"path.analysis_id" = "{analysis["id"]}"\n"path.aoi_id" = "{analysis["aoi_id"]}"\n')
         reads = schemathesis(srv.url, key, tmp_path, "--config-file", str(config), "--exclude-method", "DELETE")
         (tmp_path / "empty.toml").write_text("")
         deletes = schemathesis(srv.url, key, tmp_path, "--config-file", str(tmp_path / "empty.toml"), "--include-method", "DELETE")

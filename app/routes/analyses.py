@@ -9,12 +9,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from shapely.geometry import shape
 
 from app import store
 from app.deps import AnalystDep, MapPrincipalDep, PrincipalDep, SessionDep, SettingsDep
 from app.errors import InvalidRequest, NotFound
 from app.models import Analysis
+from app.pairs import check_pair
 from app.schemas import AnalysisCreate, AnalysisOut, Page
 from app.views import analysis_out, etag_matches
 from imagery.change import METHODS
@@ -64,17 +64,7 @@ def create_analysis(aoi_id: str, body: AnalysisCreate, request: Request, respons
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidRequest(f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    if before.id == after.id:
-        raise InvalidRequest("before and after must be two different scenes")
-    if before.acquired_at > after.acquired_at:
-        raise InvalidRequest(f"the before scene ({before.acquired_at}) is newer than the after scene ({after.acquired_at})")
-    geom = shape(aoi.geometry)
-    for label, scene in (("before", before), ("after", after)):
-        if not shape(scene.footprint).intersects(geom):
-            raise InvalidRequest(f"the {label} scene does not cover the AOI")
-    shared = {b for b in before.bands if b != "-"} & {b for b in after.bands if b != "-"}
-    if not shared:
-        raise InvalidRequest(f"the scenes share no band: before has {before.bands}, after has {after.bands}")
+    check_pair(aoi, before, after)
     row = store.add_analysis(session, Analysis(team=principal.team, aoi_id=aoi.id, before_scene_id=before.id,
                                                after_scene_id=after.id, method=method,
                                                params=options.model_dump(exclude_defaults=True)))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-from shapely.geometry import mapping, shape
+from fastapi import APIRouter, Query, Request, Response
+from shapely.geometry import mapping
 
 from aoi import parse_aoi
-from app import store
+from app import store, watch
 from app.deps import AnalystDep, PrincipalDep, SessionDep
 from app.models import Aoi
-from app.schemas import AoiCreate, AoiOut, Page
+from app.schemas import AoiCreate, AoiOut, AoiUpdate, Page
 from app.views import aoi_out
 
 router = APIRouter(prefix="/v1/aois", tags=["aois"])
@@ -39,6 +39,13 @@ def list_aois(session: SessionDep, principal: PrincipalDep, cursor: str | None =
 @router.get("/{aoi_id}", response_model=AoiOut)
 def get_aoi(aoi_id: str, session: SessionDep, principal: PrincipalDep) -> AoiOut:
     row = store.get_aoi(session, principal.team, aoi_id)
-    geom = shape(row.geometry)
-    covering = [s for s in store.scenes_overlapping(session, principal.team, row) if shape(s.footprint).intersects(geom)]
-    return aoi_out(row, covering)
+    return aoi_out(row, watch.covering(session, principal.team, row))
+
+
+@router.patch("/{aoi_id}", response_model=AoiOut)
+def update_aoi(aoi_id: str, body: AoiUpdate, request: Request, session: SessionDep, principal: AnalystDep) -> AoiOut:
+    """Watch the AOI (``watch``: every scene registered over it from now on is analysed against the previous
+    one by date) and set or clear its ``baseline_scene_id`` (each new scene is also analysed against it)."""
+    row = watch.update_watch(session, principal.team, aoi_id, body)
+    request.app.state.dispatcher_wake()
+    return aoi_out(row)

@@ -1,41 +1,66 @@
-"""Scenes: upload (streamed, validated, stored as COG), list, read, delete."""
+"""Scenes: upload or register from a STAC item (validated, stored as COG), list, read, delete."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
-from app import store
+from app import stac, store, watch
 from app.deps import AnalystDep, PrincipalDep, SessionDep, SettingsDep
+from app.errors import InvalidRequest
 from app.ingest import ingest, receive_upload
-from app.schemas import IsoDate, Page, SceneOut
+from app.schemas import IsoDate, Page, SceneOut, StacRegister
 from app.views import scene_out
+
+log = logging.getLogger("basewatch")
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
 
 
 @router.post("", status_code=201, response_model=SceneOut, openapi_extra={
-    "requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "GeoTIFF or COG."},
-            "acquired_at": {"type": "string", "format": "date", "description": "ISO 8601; optional if the file carries a date tag."},
-            "sensor": {"type": "string"},
-            "bands": {"type": "string", "description": "Band roles in file order, e.g. blue,green,red,nir."},
-        }}}}}})
+    "requestBody": {"content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary", "description": "GeoTIFF or COG."},
+                "acquired_at": {"type": "string", "format": "date", "description": "ISO 8601; optional if the file carries a date tag."},
+                "sensor": {"type": "string"},
+                "bands": {"type": "string", "description": "Band roles in file order, e.g. blue,green,red,nir."},
+            }}},
+        "application/json": {"schema": StacRegister.model_json_schema()},
+    }}})
 async def upload_scene(request: Request, settings: SettingsDep, principal: AnalystDep, response: Response) -> SceneOut:
-    """Ingest a scene: streamed to disk, validated from its header, converted to COG in a separate process,
-    footprint recorded (no database connection is held meanwhile)."""
-    upload = await receive_upload(request, settings)
-    scene = await run_in_threadpool(ingest, upload, settings, principal.team, convert=request.app.state.converter)
+    """Ingest a scene: an upload (multipart) streamed to disk, or the GeoTIFF asset of a STAC item (JSON
+    ``{"stac_item": URL}``, hosts of BASEWATCH_STAC_HOSTS) downloaded; validated from its header, converted to COG in a
+    separate process, footprint recorded (no database connection is held meanwhile). Watched AOIs it covers
+    queue their analyses."""
+    convert = request.app.state.converter
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        body = stac_request(await request.body())
+        scene = await run_in_threadpool(stac.register, body, settings, principal.team, convert=convert)
+    else:
+        upload = await receive_upload(request, settings)
+        scene = await run_in_threadpool(ingest, upload, settings, principal.team, convert=convert)
     await run_in_threadpool(record_scene, request, scene)
     response.headers["Location"] = f"/v1/scenes/{scene.id}"
     return scene_out(scene)
 
 
+def stac_request(raw: bytes) -> StacRegister:
+    try:
+        return StacRegister.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise InvalidRequest(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
 def record_scene(request: Request, scene) -> None:
+    """Record the scene, then queue what it means for the watched AOIs it covers."""
     settings = request.app.state.settings
     try:
         with request.app.state.sessions() as session:
@@ -43,6 +68,12 @@ def record_scene(request: Request, scene) -> None:
     except BaseException:
         (settings.data_dir / scene.path).unlink(missing_ok=True)
         raise
+    try:
+        with request.app.state.sessions() as session:
+            if watch.scene_registered(session, scene):
+                request.app.state.dispatcher_wake()
+    except Exception:  # the scene is registered: the next registration or start-up completes the chains
+        log.exception("scene %s: queueing the analyses of watched AOIs failed", scene.id)
 
 
 @router.get("", response_model=Page[SceneOut])
