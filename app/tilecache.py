@@ -28,7 +28,7 @@ from app.settings import Settings
 from app.stamps import Stamp
 
 #: Bump when rendering changes, so ETags and disk caches of older renderings are not reused.
-RENDER_VERSION = "3"
+RENDER_VERSION = "4"
 
 
 @dataclass(frozen=True)

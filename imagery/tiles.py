@@ -17,8 +17,10 @@ corner, ``y`` grows southwards) for four layers:
     (the ramp's range adapts to the AOI's scores, see :class:`TileRenderer`).
 ``changes``
     The annotated overlay: change mask filled by change type, not-analysed
-    pixels hatched grey, object outlines from ``changes.geojson`` and, when an
-    object is big enough on screen, an ``"<id> <class>"`` label.
+    pixels hatched grey, and object outlines from ``changes.geojson``. No text:
+    object numbers are for the client to draw (the viewer places them as
+    vector markers that declutter at every zoom; QGIS labels ``changes.gpkg``),
+    so tiles stay exact palette images and never collide with a client's labels.
 
 Reading goes through rio-tiler's :class:`~rio_tiler.io.Reader` (which warps the
 UTM product grid into the tile): bilinear resampling for the imagery and the
@@ -44,10 +46,8 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import queue
 import struct
-import threading
 import warnings
 import xml.etree.ElementTree as ET
 import zlib
@@ -61,7 +61,7 @@ import morecantile
 import numpy as np
 import rasterio
 import shapely
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from pyproj import Transformer
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.errors import TileOutsideBounds
@@ -90,9 +90,6 @@ MIN_AOI_PIXELS = 8
 #: Per-read budget: source pixels (at the overview GDAL reads) one layer of one tile may warp.
 MAX_READ_PIXELS = 4_000_000
 
-#: An object gets a label when its larger side is at least this many pixels on the tile.
-LABEL_MIN_PIXELS = 24
-
 #: Change mask values (see products.py) and their colours (RGBA).
 CHANGE_COLOURS = {
     1: (0xFF, 0x2A, 0x2A),  # appeared
@@ -106,8 +103,6 @@ HATCH_RGBA = (200, 200, 200, 150)     # hatch lines over not-analysed pixels
 NOT_ANALYSED_RGBA = (128, 128, 128, 45)  # between the hatch lines
 HATCH_PERIOD, HATCH_WIDTH = 8, 2      # pixels, diagonal lines continuous across tiles
 OUTLINE_WIDTH = 2                     # pixels
-LABEL_FONT_SIZE = 11                  # pixels
-LABEL_MARGIN_PX = 160                 # labels of objects up to this far outside a tile may reach into it
 LINE_MARGIN_PX = 4
 
 _GAMMA_LEVELS = 1024
@@ -363,34 +358,6 @@ def _hatch(tilesize: int, x: int, y: int) -> np.ndarray:
     return ((r[:, None] + r[None, :] + off) % HATCH_PERIOD) < HATCH_WIDTH
 
 
-@lru_cache(maxsize=1)
-def _font_path() -> str | None:
-    """DejaVu Sans Bold as shipped with matplotlib (a dependency), or None."""
-    import matplotlib
-
-    for name in ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf"):
-        p = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name)
-        if os.path.exists(p):
-            return p
-    return None
-
-
-_fonts = threading.local()
-
-
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """The label font, one instance per thread."""
-    f = getattr(_fonts, "font", None)
-    if f is None:
-        try:
-            path = _font_path()
-            f = ImageFont.truetype(path, LABEL_FONT_SIZE) if path else ImageFont.load_default(LABEL_FONT_SIZE)
-        except OSError:
-            f = ImageFont.load_default()
-        _fonts.font = f
-    return f
-
-
 # ---------------------------------------------------------------------------------------------
 # the renderer
 # ---------------------------------------------------------------------------------------------
@@ -550,9 +517,9 @@ class TileRenderer:
         return round(low, 4), round(max(high, low + 1e-3), 4)
 
     def _load_objects(self) -> None:
-        """Parse changes.geojson once: Web Mercator outlines, an STRtree, label anchors and sizes."""
+        """Parse changes.geojson once: Web Mercator outlines, their change types and an STRtree."""
         fc = json.loads((self.product_dir / "changes.geojson").read_text())
-        geoms, colours, labels = [], [], []
+        geoms, colours = [], []
         for feat in fc.get("features", []):
             g = feat.get("geometry")
             if not g:
@@ -564,26 +531,14 @@ class TileRenderer:
             change = CHANGE_NAMES.get(props.get("change"), 3)
             geoms.append(geom)
             colours.append(change)
-            oid = props.get("id", feat.get("id", ""))
-            labels.append(f"{oid} {props.get('class', '')}".strip())
         to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
         geoms = np.array(geoms, dtype=object)
         if len(geoms):
             geoms = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
         self._outlines = shapely.boundary(geoms) if len(geoms) else geoms
         self._changes = colours  # change type (1-3) of each object
-        self._labels = labels
         self._tree = shapely.STRtree(geoms)
         self._tree.query(shapely.box(0, 0, 1, 1))  # build the tree now, not in a racing first query
-        if len(geoms):
-            b = shapely.bounds(geoms)  # (n, 4) minx miny maxx maxy, Web Mercator metres
-            self._anchor = np.column_stack([(b[:, 0] + b[:, 2]) / 2, b[:, 3]])  # top centre
-            self._size_m = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            self._largest_m = float(self._size_m.max())
-        else:
-            self._anchor = np.zeros((0, 2))
-            self._size_m = np.zeros(0)
-            self._largest_m = 0.0
 
     def _make_info(self) -> TileInfo:
         native = TMS.zoom_for_res(self._merc_res, max_z=MAX_ZOOM - OVERZOOM, zoom_level_strategy="upper")
@@ -817,7 +772,7 @@ class TileRenderer:
         return Pixels(index, self._score_palette)
 
     def _render_changes(self, tile, tilesize: int) -> Pixels | None:
-        """Palette pixels: the change mask, then the objects' outlines; RGBA once labels are drawn (antialiased)."""
+        """Palette pixels: the change mask, then the objects' outlines."""
         index = None
         if self.tile_exists(tile.z, tile.x, tile.y):
             # nodata=254 (never written) instead of the file's 255, so that "not analysed" (255) stays a value
@@ -830,35 +785,31 @@ class TileRenderer:
                 if v.any():
                     hatch = _hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
                     index = np.where(hatch, self._mask_lut_on[v], self._mask_lut_off[v])
-        pixels = self._draw_objects(index, tile, tilesize)
-        if pixels is None:
-            return None if index is None else Pixels(index, CHANGES_PALETTE)
-        if not pixels.rgba()[..., 3].any():  # the margin brought in objects, none visible here
+        index = self._draw_outlines(index, tile, tilesize)
+        if index is None or not CHANGES_PALETTE[index, 3].any():  # nothing here, or only outlines just outside
             return None
-        return pixels
+        return Pixels(index, CHANGES_PALETTE)
 
-    def _draw_objects(self, index, tile, tilesize: int) -> Pixels | None:
-        """The mask's palette indexes (or nothing) with the outlines of the objects near the tile and, when they
-        are large enough, their labels; None if no object is near."""
-        if not len(self._labels):
-            return None
+    def _draw_outlines(self, index: np.ndarray | None, tile, tilesize: int) -> np.ndarray | None:
+        """The mask's palette indexes (or None) with the outlines of the objects near the tile drawn in;
+        ``index`` unchanged when no object is near."""
+        if not len(self._changes):
+            return index
         matrix = TMS.matrix(tile.z)
         res = matrix.cellSize * matrix.tileWidth / tilesize  # Web Mercator metres per tile pixel
         left, bottom, right, top = TMS.xy_bounds(tile)
-        labels_here = self._largest_m / res >= LABEL_MIN_PIXELS
-        margin = (LABEL_MARGIN_PX if labels_here else LINE_MARGIN_PX) * res
-        hits = self._tree.query(shapely.box(left - margin, bottom - margin, right + margin, top + margin))
+        m = LINE_MARGIN_PX * res
+        hits = self._tree.query(shapely.box(left - m, bottom - m, right + m, top + m))
         if not len(hits):
-            return None
+            return index
         hits = np.sort(hits)  # fixed drawing order: deterministic overlaps
         # Global pixel coordinates (from the matrix origin), rounded, then shifted to the tile: the same
-        # vertex lands on the same pixel in every tile, so outlines and labels join across tile borders.
+        # vertex lands on the same pixel in every tile, so outlines join across tile borders.
         x0, y0 = matrix.pointOfOrigin
         ox, oy = tile.x * tilesize, tile.y * tilesize
         # Outlines in palette indexes: Pillow draws lines without antialiasing, so every pixel is one entry.
         im = Image.fromarray(index, "L") if index is not None else Image.new("L", (tilesize, tilesize))
         draw = ImageDraw.Draw(im)
-        m = LINE_MARGIN_PX * res
         clipped = shapely.clip_by_rect(self._outlines[hits], left - m, bottom - m, right + m, top + m)
         for i, lines in zip(hits, clipped):
             if lines is None or lines.is_empty:
@@ -871,20 +822,7 @@ class TileRenderer:
                 py = np.rint((y0 - c[:, 1]) / res) - oy
                 draw.line(list(zip(px.tolist(), py.tolist())), fill=_OUTLINE_INDEX[self._changes[i]],
                           width=OUTLINE_WIDTH, joint="curve")
-        index = np.asarray(im)
-        labelled = [i for i in hits if labels_here and self._size_m[i] / res >= LABEL_MIN_PIXELS]
-        if not labelled:
-            return Pixels(index, CHANGES_PALETTE)
-        im = Image.fromarray(CHANGES_PALETTE[index], "RGBA")  # labels are antialiased: RGBA from here
-        draw = ImageDraw.Draw(im)
-        font = _font()
-        for i in labelled:
-            ax, ay = self._anchor[i]
-            px = int(round((ax - x0) / res)) - ox
-            py = int(round((y0 - ay) / res)) - oy - 3
-            draw.text((px, py), self._labels[i], font=font, anchor="mb", fill=(255, 255, 255, 255),
-                      stroke_width=2, stroke_fill=(20, 20, 20, 255))
-        return Pixels(np.asarray(im))
+        return np.asarray(im)
 
 
 # ---------------------------------------------------------------------------------------------
