@@ -31,7 +31,7 @@ thread pool.
 
 Speed (a cold 256 px tile costs ~8-15 ms of CPU, about half of titiler's
 with the same rendering): readers stay open; ``changes.geojson`` is parsed
-and indexed (shapely STRtree, Web Mercator) once; PNGs are written here with
+and indexed (shapely STRtree, Web Mercator) once; PNGs are written by :mod:`imagery.tileencode` with
 the "Up" filter and zlib level 1 (2-3x faster than Pillow's encoder); and past
 the data's resolution imagery and score are read at about twice the data's
 resolution and enlarged (see :meth:`TileRenderer._read_size`), since warping
@@ -43,19 +43,14 @@ be a content hash.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import queue
-import struct
 import warnings
-import xml.etree.ElementTree as ET
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
 
 import morecantile
 import numpy as np
@@ -67,9 +62,11 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
+from imagery.tileencode import FORMATS, Pixels, empty_tile, encode
+
 __all__ = [
     "LAYERS", "TileOutOfRange", "TileTooCostly", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM", "MAX_READ_PIXELS",
-    "tilejson", "wmts_capabilities", "empty_tile",
+    "FORMATS", "empty_tile",
 ]
 
 #: Layers a :class:`TileRenderer` draws.
@@ -106,10 +103,6 @@ OUTLINE_WIDTH = 2                     # pixels
 LINE_MARGIN_PX = 4
 
 _GAMMA_LEVELS = 1024
-#: Tile encodings: PNG (every client), WebP (for clients that ask for it, see :func:`encode`).
-FORMATS = ("png", "webp")
-PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~2 ms for a 256 px imagery tile; level 6 is 2-3x slower for ~10 % less
-WEBP_QUALITY = 90       # lossy WebP of imagery: ~15 % of the PNG's bytes, no visible loss at tile scale
 
 
 def _web_mercator_to(maxzoom: int) -> morecantile.TileMatrixSet:
@@ -191,86 +184,6 @@ class TileInfo:
         d["bounds"], d["center"], d["layers"], d["bands"] = list(self.bounds), list(self.center), list(self.layers), list(self.bands)
         d["stretch"] = {k: list(v) for k, v in self.stretch.items()}
         return d
-
-
-# ---------------------------------------------------------------------------------------------
-# small shared pieces
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pixels:
-    """What a layer drew: RGBA (rows, cols, 4) uint8, or palette indices (rows, cols) uint8 and their
-    RGBA palette (n <= 256, 4) uint8."""
-
-    data: np.ndarray
-    palette: np.ndarray | None = None
-
-    def rgba(self) -> np.ndarray:
-        return self.data if self.palette is None else self.palette[self.data]
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
-
-
-def _encode_png(pixels: Pixels) -> bytes:
-    """PNG bytes, deterministic: palette (colour type 3) when ``pixels`` has one, RGB when the tile is opaque
-    everywhere (alpha 255), else RGBA, so translucent pixels (the not-analysed hatch, the score ramp) keep
-    their alpha.
-
-    Written here rather than by Pillow for speed (2-3x faster on 256 px tiles, same size): truecolour rows
-    use the "Up" filter (vectorised), palette rows none (indexes do not predict each other); zlib level
-    :data:`PNG_COMPRESS_LEVEL`.
-    """
-    chunks = []
-    if pixels.palette is not None:
-        colour_type, rows = 3, pixels.data
-        alpha = pixels.palette[:, 3]
-        translucent = np.flatnonzero(alpha != 255)  # tRNS may leave out the trailing opaque entries
-        alpha = alpha[:translucent[-1] + 1] if len(translucent) else alpha[:0]
-        chunks = [(b"PLTE", pixels.palette[:, :3].tobytes()), (b"tRNS", alpha.tobytes())]
-    else:
-        a = pixels.data
-        colour_type, px = (2, a[..., :3]) if (a[..., 3] == 255).all() else (6, a)
-        rows = np.ascontiguousarray(px).reshape(px.shape[0], -1)
-    h, n = rows.shape
-    raw = np.empty((h, n + 1), np.uint8)
-    if colour_type == 3:
-        raw[:, 0] = 0  # filter type None
-        raw[:, 1:] = rows
-    else:
-        raw[:, 0] = 2  # filter type Up: each byte minus the byte above (mod 256)
-        raw[0, 1:] = rows[0]
-        np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
-    width = pixels.data.shape[1]
-    header = struct.pack(">IIBBBBB", width, h, 8, colour_type, 0, 0, 0)
-    chunks = [(b"IHDR", header), *(c for c in chunks if c[1]), (b"IDAT", zlib.compress(raw.tobytes(), PNG_COMPRESS_LEVEL)),
-              (b"IEND", b"")]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(tag, data) for tag, data in chunks)
-
-
-def _encode_webp(pixels: Pixels, *, lossless: bool) -> bytes:
-    """WebP bytes (Pillow/libwebp, deterministic): lossless for overlays, whose classes and outlines must stay
-    exact; lossy at :data:`WEBP_QUALITY` (alpha kept lossless) for imagery, 4-10x smaller than PNG."""
-    buf = io.BytesIO()
-    options = {"lossless": True, "quality": 25, "method": 1} if lossless else {"quality": WEBP_QUALITY, "method": 0}
-    Image.fromarray(pixels.rgba(), "RGBA").save(buf, "WEBP", exact=False, **options)
-    return buf.getvalue()
-
-
-def encode(pixels: Pixels, fmt: str = "png", *, lossless: bool = True) -> bytes:
-    """Tile bytes in ``fmt`` (one of :data:`FORMATS`)."""
-    if fmt == "png":
-        return _encode_png(pixels)
-    if fmt == "webp":
-        return _encode_webp(pixels, lossless=lossless)
-    raise ValueError(f"unknown tile format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-
-@lru_cache(maxsize=16)
-def empty_tile(tilesize: int = 256, fmt: str = "png") -> bytes:
-    """A fully transparent ``tilesize`` x ``tilesize`` tile."""
-    return encode(Pixels(np.zeros((tilesize, tilesize), np.uint8), np.zeros((1, 4), np.uint8)), fmt)
 
 
 def _check_tile(z: int, x: int, y: int) -> morecantile.Tile:
@@ -823,197 +736,3 @@ class TileRenderer:
                 draw.line(list(zip(px.tolist(), py.tolist())), fill=_OUTLINE_INDEX[self._changes[i]],
                           width=OUTLINE_WIDTH, joint="curve")
         return np.asarray(im)
-
-
-# ---------------------------------------------------------------------------------------------
-# TileJSON and WMTS
-# ---------------------------------------------------------------------------------------------
-
-def _with_query(url: str, **params) -> str:
-    """``url`` with ``params`` appended to its query, skipping None and keys already present.
-
-    The URL is otherwise kept verbatim, so template placeholders such as ``{z}`` survive.
-    """
-    present = parse_qs(urlsplit(url).query, keep_blank_values=True)
-    extra = [f"{k}={quote(str(v), safe='')}" for k, v in params.items() if v is not None and k not in present]
-    if not extra:
-        return url
-    return url + ("&" if "?" in url else "?") + "&".join(extra)
-
-
-def tilejson(info: TileInfo, tiles_url_template: str, *, layer: str, attribution: str,
-             token: str | None = None, name: str | None = None) -> dict:
-    """TileJSON 3.0.0 of one layer.
-
-    Parameters
-    ----------
-    info : TileInfo
-        From :meth:`TileRenderer.info`.
-    tiles_url_template : str
-        Tile URL with ``{z}``, ``{x}`` and ``{y}`` placeholders, e.g.
-        ``https://host/v1/analyses/42/tiles/{z}/{x}/{y}.png``. ``layer=`` and
-        ``token=`` are added to its query unless already there.
-    layer : str
-        One of :data:`LAYERS`.
-    attribution : str
-        Shown by the map client (HTML allowed by the spec).
-    token : str, optional
-        Access token to embed in the tile URL.
-    name : str, optional
-        Default ``"basewatch <layer>"``.
-
-    Returns
-    -------
-    dict
-        ``tilejson``, ``name``, ``tiles``, ``scheme`` (xyz), ``bounds``
-        (west, south, east, north in degrees), ``center`` (lon, lat, zoom),
-        ``minzoom``, ``maxzoom``, ``attribution``.
-    """
-    if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
-    return {
-        "tilejson": "3.0.0",
-        "name": name or f"basewatch {layer}",
-        "tiles": [_with_query(tiles_url_template, layer=layer, token=token)],
-        "scheme": "xyz",
-        "bounds": list(info.bounds),
-        "center": list(info.center),
-        "minzoom": info.minzoom,
-        "maxzoom": info.maxzoom,
-        "attribution": attribution,
-    }
-
-
-_NS = {
-    "": "http://www.opengis.net/wmts/1.0",
-    "ows": "http://www.opengis.net/ows/1.1",
-    "xlink": "http://www.w3.org/1999/xlink",
-    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
-}
-_LAYER_TITLES = {
-    "before": ("Before", "The older scene, true colour (same stretch as after)."),
-    "after": ("After", "The newer scene, true colour (same stretch as before)."),
-    "score": ("Change score", "Per-pixel change score 0-1 as a heat ramp; transparent where low."),
-    "changes": ("Changes", "Change objects: red appeared, cyan disappeared, yellow changed; grey hatch not analysed."),
-}
-
-
-def _q(prefix: str, tag: str) -> str:
-    # Names are written verbatim (prefix:tag) with the xmlns declarations on the root element: the WMTS
-    # namespace must be the default one (no prefix), which QGIS's and GDAL's parsers expect.
-    return f"{prefix}:{tag}" if prefix else tag
-
-
-def _sub(parent, prefix: str, tag: str, text=None, **attrib):
-    el = ET.SubElement(parent, _q(prefix, tag), {k.replace("__", ":"): str(v) for k, v in attrib.items()})
-    if text is not None:
-        el.text = str(text)
-    return el
-
-
-def wmts_capabilities(info: TileInfo, base_url: str, *, layers: tuple[str, ...] = LAYERS, token: str | None = None,
-                      title: str = "basewatch", attribution: str | None = None) -> str:
-    """OGC WMTS 1.0.0 GetCapabilities document (RESTful) of a product's layers.
-
-    Parameters
-    ----------
-    info : TileInfo
-        From :meth:`TileRenderer.info`.
-    base_url : str
-        URL of the analysis; tiles are ``{base_url}/tiles/{TileMatrix}/{TileCol}/{TileRow}.png?layer=<layer>``.
-        A template with ``{z}/{x}/{y}`` placeholders is accepted too.
-    layers : tuple of str
-        Layers to list (default all four).
-    token : str, optional
-        Added as ``&token=`` to every tile URL.
-    title : str
-        Service title.
-    attribution : str, optional
-        Service provider name.
-
-    Returns
-    -------
-    str
-        UTF-8 XML with one ``Layer`` per basewatch layer (image/png,
-        WGS84BoundingBox, TileMatrixSetLimits for minzoom-maxzoom) and the
-        ``WebMercatorQuad`` TileMatrixSet (EPSG:3857, GoogleMapsCompatible,
-        matrices 0 to maxzoom from morecantile's definition).
-    """
-    if "{z}" in base_url:
-        template = base_url.replace("{z}", "{TileMatrix}").replace("{x}", "{TileCol}").replace("{y}", "{TileRow}")
-    else:
-        template = base_url.rstrip("/") + "/tiles/{TileMatrix}/{TileCol}/{TileRow}.png"
-    caps_url = base_url.rstrip("/") + "/WMTSCapabilities.xml" if "{" not in base_url else None
-
-    root = ET.Element("Capabilities", {
-        **{("xmlns:" + k if k else "xmlns"): v for k, v in _NS.items()},
-        "version": "1.0.0",
-        "xsi:schemaLocation": "http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd",
-    })
-    ident = _sub(root, "ows", "ServiceIdentification")
-    _sub(ident, "ows", "Title", title)
-    _sub(ident, "ows", "ServiceType", "OGC WMTS")
-    _sub(ident, "ows", "ServiceTypeVersion", "1.0.0")
-    if attribution:
-        _sub(_sub(root, "ows", "ServiceProvider"), "ows", "ProviderName", attribution)
-    if caps_url:
-        ops = _sub(root, "ows", "OperationsMetadata")
-        for op, href in (("GetCapabilities", _with_query(caps_url, token=token)), ("GetTile", base_url.rstrip("/") + "/tiles/")):
-            get = _sub(_sub(_sub(_sub(ops, "ows", "Operation", name=op), "ows", "DCP"), "ows", "HTTP"), "ows", "Get",
-                       xlink__href=href)
-            allowed = _sub(_sub(get, "ows", "Constraint", name="GetEncoding"), "ows", "AllowedValues")
-            _sub(allowed, "ows", "Value", "RESTful")
-
-    contents = _sub(root, "", "Contents")
-    west, south, east, north = info.bounds
-    limits = []
-    for z in range(info.minzoom, info.maxzoom + 1):
-        ul = TMS.tile(west, north, z)
-        lr = TMS.tile(east, south, z)
-        n = (1 << z) - 1
-        limits.append((z, max(min(ul.y, lr.y), 0), min(max(ul.y, lr.y), n), max(min(ul.x, lr.x), 0), min(max(ul.x, lr.x), n)))
-    for layer in layers:
-        if layer not in LAYERS:
-            raise ValueError(f"unknown layer {layer!r}")
-        el = _sub(contents, "", "Layer")
-        t, abstract = _LAYER_TITLES[layer]
-        _sub(el, "ows", "Title", t)
-        _sub(el, "ows", "Abstract", abstract)
-        bbox = _sub(el, "ows", "WGS84BoundingBox", crs="urn:ogc:def:crs:OGC:2:84")
-        _sub(bbox, "ows", "LowerCorner", f"{west} {south}")
-        _sub(bbox, "ows", "UpperCorner", f"{east} {north}")
-        _sub(el, "ows", "Identifier", layer)
-        style = _sub(el, "", "Style", isDefault="true")
-        _sub(style, "ows", "Identifier", "default")
-        _sub(el, "", "Format", "image/png")
-        link = _sub(el, "", "TileMatrixSetLink")
-        _sub(link, "", "TileMatrixSet", TMS.id)
-        lims = _sub(link, "", "TileMatrixSetLimits")
-        for z, rmin, rmax, cmin, cmax in limits:
-            lim = _sub(lims, "", "TileMatrixLimits")
-            _sub(lim, "", "TileMatrix", TMS.matrix(z).id)
-            _sub(lim, "", "MinTileRow", rmin)
-            _sub(lim, "", "MaxTileRow", rmax)
-            _sub(lim, "", "MinTileCol", cmin)
-            _sub(lim, "", "MaxTileCol", cmax)
-        _sub(el, "", "ResourceURL", format="image/png", resourceType="tile",
-             template=_with_query(template, layer=layer, token=token))
-
-    tms_el = _sub(contents, "", "TileMatrixSet")
-    _sub(tms_el, "ows", "Identifier", TMS.id)
-    _sub(tms_el, "ows", "SupportedCRS", "urn:ogc:def:crs:EPSG::3857")
-    _sub(tms_el, "", "WellKnownScaleSet", "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible")
-    for z in range(0, info.maxzoom + 1):
-        m = TMS.matrix(z)
-        tm = _sub(tms_el, "", "TileMatrix")
-        _sub(tm, "ows", "Identifier", m.id)
-        _sub(tm, "", "ScaleDenominator", repr(float(m.scaleDenominator)))
-        _sub(tm, "", "TopLeftCorner", f"{m.pointOfOrigin[0]!r} {m.pointOfOrigin[1]!r}")
-        _sub(tm, "", "TileWidth", m.tileWidth)
-        _sub(tm, "", "TileHeight", m.tileHeight)
-        _sub(tm, "", "MatrixWidth", m.matrixWidth)
-        _sub(tm, "", "MatrixHeight", m.matrixHeight)
-    if caps_url:
-        _sub(root, "", "ServiceMetadataURL", xlink__href=_with_query(caps_url, token=token))
-    ET.indent(root, space="  ")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")

@@ -16,7 +16,8 @@ from rasterio.warp import transform, transform_bounds, transform_geom
 from rasterio.shutil import copy as gdal_copy
 from shapely.geometry import box, mapping
 
-from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, TileTooCostly, tilejson, wmts_capabilities
+from app.mapdocs import tilejson, wmts_capabilities
+from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, TileTooCostly
 
 CRS = "EPSG:32635"
 RES = 0.5

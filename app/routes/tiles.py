@@ -216,7 +216,7 @@ class WarmTiles:
 def tilejson(request: Request, analysis_id: str, principal: MapPrincipalDep, settings: SettingsDep,
              layer: Annotated[Layer, Query()] = Layer.changes) -> dict:
     """TileJSON 3.0.0 for map clients; embeds ``?token=`` only when the caller sent its key that way."""
-    from imagery.tiles import tilejson as make_tilejson
+    from app.mapdocs import tilejson as make_tilejson
 
     ref = lookup(request, principal, analysis_id)
     info = request.app.state.products.renderer(ref).info()
@@ -228,7 +228,7 @@ def tilejson(request: Request, analysis_id: str, principal: MapPrincipalDep, set
 def wmts(request: Request, analysis_id: str, principal: MapPrincipalDep, settings: SettingsDep) -> Response:
     """OGC WMTS 1.0.0 capabilities (QGIS, ArcGIS) listing the four layers; tile URLs carry ``?token=`` only
     when the caller sent its key that way."""
-    from imagery.tiles import wmts_capabilities
+    from app.mapdocs import wmts_capabilities
 
     ref = lookup(request, principal, analysis_id)
     info = request.app.state.products.renderer(ref).info()
