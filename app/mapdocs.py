@@ -10,7 +10,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, quote, urlsplit
 
-from imagery.tiles import LAYERS, TMS, TileInfo
+from imagery.contract import LAYER_TITLES, LAYERS
+from imagery.tiles import TMS, TileInfo
 
 
 def _with_query(url: str, **params) -> str:
@@ -73,12 +74,6 @@ _NS = {
     "ows": "http://www.opengis.net/ows/1.1",
     "xlink": "http://www.w3.org/1999/xlink",
     "xsi": "http://www.w3.org/2001/XMLSchema-instance",
-}
-_LAYER_TITLES = {
-    "before": ("Before", "The older scene, true colour (same stretch as after)."),
-    "after": ("After", "The newer scene, true colour (same stretch as before)."),
-    "score": ("Change score", "Per-pixel change score 0-1 as a heat ramp; transparent where low."),
-    "changes": ("Changes", "Change objects: red appeared, cyan disappeared, yellow changed; grey hatch not analysed."),
 }
 
 
@@ -160,7 +155,7 @@ def wmts_capabilities(info: TileInfo, base_url: str, *, layers: tuple[str, ...] 
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}")
         el = _sub(contents, "", "Layer")
-        t, abstract = _LAYER_TITLES[layer]
+        t, abstract = LAYER_TITLES[layer]
         _sub(el, "ows", "Title", t)
         _sub(el, "ows", "Abstract", abstract)
         bbox = _sub(el, "ows", "WGS84BoundingBox", crs="urn:ogc:def:crs:OGC:2:84")

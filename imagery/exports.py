@@ -19,7 +19,7 @@ import pyogrio.raw
 import shapely
 from shapely.geometry import MultiPolygon, shape
 
-from imagery.products import CHANGE_COLOURS
+from imagery.contract import CHANGE_COLOURS
 
 #: Export format -> (file in the product folder, GDAL driver).
 EXPORTS = {"kml": ("changes.kml", "LIBKML"), "gpkg": ("changes.gpkg", "GPKG"), "csv": ("changes.csv", "CSV")}

@@ -14,13 +14,8 @@ from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from imagery.contract import CHANGE_TYPES, CLASSES, MASK_VALUES
 from imagery.grid import Grid
-
-CHANGE_TYPES = ("appeared", "disappeared", "changed")
-CLASSES = ("vehicle", "vehicle_group", "tent", "structure", "other")
-
-#: Mask values of change_mask.tif.
-MASK_VALUES = {"none": 0, "appeared": 1, "disappeared": 2, "changed": 3, "not_analysed": 255}
 
 
 @dataclass(frozen=True)

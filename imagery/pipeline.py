@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from imagery import __version__
 from imagery.change import METHODS, ChangeInputs, ChangeResult
 from imagery.clouds import not_analysed
+from imagery.contract import MASK_CHANGED
 from imagery.coregister import NO_SHIFT, ShiftEstimate, estimate_shift, structure_band
 from imagery.errors import AnalysisError, BandError, GridTooLargeError, NoOverlapError
 from imagery.grid import Grid, analysis_grid, nominal_pixel_size_m
@@ -113,7 +114,7 @@ class Analysis:
         """(analysed, changed) pixels of the analysis grid."""
         if self.pixel_counts is not None:
             return self.pixel_counts["analysed"], self.pixel_counts["changed"]
-        return int(self.analysed.sum()), int(np.isin(self.mask, (1, 2, 3)).sum())
+        return int(self.analysed.sum()), int(np.isin(self.mask, MASK_CHANGED).sum())
 
     def report_view(self) -> Analysis:
         """What the report draws: this analysis, or for a block-wise one its overview on ``overview_grid``."""

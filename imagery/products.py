@@ -18,12 +18,13 @@ import rasterio
 import shapely
 from rasterio import features
 from rasterio.io import MemoryFile
-from rasterio.warp import transform_geom
 from rasterio.shutil import copy as rio_copy
+from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
+from imagery.contract import MASK_NOT_ANALYSED, MASK_VALUES_TAG
 from imagery.errors import ProductError
 from imagery.grid import Grid
 from imagery.objects import ChangeObject, counts_by
@@ -46,14 +47,9 @@ PRODUCT_MEDIA_TYPES = {
 }
 PRODUCT_FILES = tuple(PRODUCT_MEDIA_TYPES)
 
-#: Outline and label colour of each change type (report, exports; the viewer's CSS uses the same).
-CHANGE_COLOURS = {"appeared": "#ff2a2a", "disappeared": "#19d3ff", "changed": "#ffd21a"}
-
 SCORE_NODATA = -1.0
 #: Lossless compression of product COGs (ZSTD needs GDAL >= 2.3, which every current QGIS/GDAL has).
 COMPRESSION, COMPRESSION_LEVEL = "ZSTD", 1
-MASK_NOT_ANALYSED = 255
-MASK_VALUES_TAG = "0 no change, 1 appeared, 2 disappeared, 3 changed, 255 not analysed"
 
 
 def write_cog(

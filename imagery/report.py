@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import shapely  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
@@ -27,11 +28,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import FancyArrow, Rectangle  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 from rasterio.warp import transform_geom  # noqa: E402
-import shapely  # noqa: E402
 from shapely.geometry import mapping, shape  # noqa: E402
 
-from imagery.objects import CHANGE_TYPES, CLASSES, counts_by  # noqa: E402
-from imagery.products import CHANGE_COLOURS  # noqa: E402
+from imagery.contract import CHANGE_COLOURS, CHANGE_TYPES, CLASSES  # noqa: E402
+from imagery.objects import counts_by  # noqa: E402
 
 NOT_ANALYSED_RGBA = (0.45, 0.45, 0.45, 0.7)
 OUTSIDE_AOI_RGBA = (1.0, 1.0, 1.0, 0.55)

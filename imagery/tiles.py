@@ -62,6 +62,8 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
+from imagery.contract import CHANGE_COLOURS as CHANGE_COLOURS_HEX
+from imagery.contract import CHANGE_TYPES, LAYER_FILES, LAYERS, MASK_CHANGED, MASK_NOT_ANALYSED, MASK_VALUES, rgb
 from imagery.tileencode import FORMATS, Pixels, empty_tile, encode
 
 __all__ = [
@@ -69,8 +71,6 @@ __all__ = [
     "FORMATS", "empty_tile",
 ]
 
-#: Layers a :class:`TileRenderer` draws.
-LAYERS = ("before", "after", "score", "changes")
 
 #: Highest zoom level served (WebMercatorQuad, 0.15 mm per pixel at the equator).
 MAX_ZOOM = 30
@@ -87,15 +87,11 @@ MIN_AOI_PIXELS = 8
 #: Per-read budget: source pixels (at the overview GDAL reads) one layer of one tile may warp.
 MAX_READ_PIXELS = 4_000_000
 
-#: Change mask values (see products.py) and their colours (RGBA).
-CHANGE_COLOURS = {
-    1: (0xFF, 0x2A, 0x2A),  # appeared
-    2: (0x19, 0xD3, 0xFF),  # disappeared
-    3: (0xFF, 0xD2, 0x1A),  # changed
-}
-CHANGE_NAMES = {"appeared": 1, "disappeared": 2, "changed": 3}
+#: Change mask values of the change types, and their colours (RGB).
+CHANGE_NAMES = {c: MASK_VALUES[c] for c in CHANGE_TYPES}
+CHANGE_COLOURS = {MASK_VALUES[c]: rgb(CHANGE_COLOURS_HEX[c]) for c in CHANGE_TYPES}
 FILL_ALPHA = 110
-NOT_ANALYSED = 255
+NOT_ANALYSED = MASK_NOT_ANALYSED
 HATCH_RGBA = (200, 200, 200, 150)     # hatch lines over not-analysed pixels
 NOT_ANALYSED_RGBA = (128, 128, 128, 45)  # between the hatch lines
 HATCH_PERIOD, HATCH_WIDTH = 8, 2      # pixels, diagonal lines continuous across tiles
@@ -257,7 +253,7 @@ _OUTLINE_INDEX = {v: 5 + v for v in (1, 2, 3)}
 def _change_luts() -> tuple[np.ndarray, np.ndarray]:
     """Change mask value -> :data:`CHANGES_PALETTE` index (256,) lookups: one for hatch-line pixels, one for the others."""
     on = np.zeros(256, np.uint8)
-    on[[1, 2, 3]] = [1, 2, 3]
+    on[list(MASK_CHANGED)] = [1, 2, 3]
     off = on.copy()
     on[NOT_ANALYSED], off[NOT_ANALYSED] = 4, 5
     return on, off
@@ -278,7 +274,7 @@ def _hatch(tilesize: int, x: int, y: int) -> np.ndarray:
 #: GDAL options while reading tiles (local files; no directory listing on open).
 _GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
-_FILES = {"before": "before.tif", "after": "after.tif", "score": "change_score.tif", "changes": "change_mask.tif"}
+_FILES = LAYER_FILES
 
 
 class TileRenderer:

@@ -21,10 +21,11 @@ from matplotlib.text import Text
 from PIL import Image
 from shapely.geometry import box, shape
 
+from imagery.contract import CHANGE_COLOURS
 from imagery.exports import write_exports
 from imagery.objects import ChangeObject
 from imagery.pipeline import AnalysisParams, analyze
-from imagery.products import CHANGE_COLOURS, changes_feature_collection, read_changes, read_summary, write_products
+from imagery.products import changes_feature_collection, read_changes, read_summary, write_products
 from imagery.report import report_figure
 from imagery.scenes import inspect_scene
 from tests.pairs import footprint_geojson, small_pair
