@@ -57,7 +57,10 @@ class StacRegister(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stac_item: str = Field(min_length=1, max_length=2000, description="URL of a STAC item on a host of BASEWATCH_STAC_HOSTS.")
+    stac_item: Annotated[str, Field(min_length=1, max_length=2000)] | dict[str, Any] = Field(
+        description="URL of a STAC item on a host of BASEWATCH_STAC_HOSTS, or the item itself (its asset href then absolute).")
+    aoi_id: str | None = Field(None, max_length=100, description="Copy only this AOI's window (plus 100 m) of the asset; "
+                                                                "default the whole asset.")
     acquired_at: IsoDate | None = Field(None, description="Overrides the item's datetime.")
     sensor: str | None = Field(None, max_length=200, description="Overrides the item's platform.")
     bands: list[str] | None = Field(None, max_length=64, description="Band roles in file order; overrides the item's eo:bands.")
@@ -160,6 +163,8 @@ class TimelineItem(BaseModel):
     zones: dict[str, dict] = Field(description="Zone name -> counts.")
     analysed_fraction: float | None = Field(description="Share of the AOI analysed (clouds, nodata and partial coverage "
                                                         "lower it).")
+    gap: bool = Field(description="No usable count for this date: no analysis yet, a failed one, or less than 80 % of the AOI "
+                                  "analysed (cloud, nodata, partial coverage). The chain's first date is not a gap.")
 
 
 class AnalysisCreate(BaseModel):

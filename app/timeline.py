@@ -21,8 +21,9 @@ from imagery.objects import CLASSES
 MAX_PNG_DATES = 366
 #: Zones drawn in timeline.png, one panel each after the whole AOI's.
 MAX_PNG_ZONES = 8
-#: A date whose analysis covered less of the AOI than this (clouds, nodata, a partial scene) is a gap.
-MIN_ANALYSED_FRACTION = 0.5
+#: A date whose analysis saw less of the AOI than this (clouds, nodata, a partial scene) is a gap: its counts
+#: miss more than a fifth of the AOI, so read as a point of the trend they would mislead.
+MIN_ANALYSED_FRACTION = 0.8
 CLASS_COLOURS = {"vehicle": "#d62728", "vehicle_group": "#ff7f0e", "tent": "#2ca02c", "structure": "#1f77b4", "other": "#7f7f7f"}
 CHANGE_STYLES = {"appeared": "-", "disappeared": "--"}
 
@@ -42,11 +43,12 @@ def items_of(session: Session, aoi: Aoi, scenes: list[Scene], start: int, stop: 
     for prev, scene in zip(([scenes[start - 1]] if start else [None]) + page[:-1], page):
         analysis = chain_analysis(by_pair[(prev.id, scene.id)]) if prev else None
         summary = analysis.summary if analysis is not None and analysis.status == "succeeded" else None
+        fraction = round(min(1.0, summary["analysed_area_m2"] / aoi.area_m2), 4) if summary else None
         items.append(TimelineItem(
             date=scene.acquired_at, scene_id=scene.id, analysis_id=analysis.id if analysis else None,
             status=analysis.status if analysis else None, counts=summary["counts"] if summary else None,
-            zones=(summary or {}).get("zones", {}),
-            analysed_fraction=round(min(1.0, summary["analysed_area_m2"] / aoi.area_m2), 4) if summary else None))
+            zones=(summary or {}).get("zones", {}), analysed_fraction=fraction,
+            gap=prev is not None and (fraction is None or fraction < MIN_ANALYSED_FRACTION)))
     return items
 
 
@@ -73,7 +75,7 @@ def png(session: Session, team: str, aoi_id: str) -> bytes:
     start = max(0, len(scenes) - MAX_PNG_DATES)
     items = items_of(session, aoi, scenes, start, len(scenes))
     zones = [z.name for z in store.zones_of(session, aoi.id)]
-    return render(aoi.name, items, zones, first_is_start=start == 0)
+    return render(aoi.name, items, zones)
 
 
 def count(item: TimelineItem, zone: str | None, change: str, cls: str) -> float:
@@ -81,10 +83,10 @@ def count(item: TimelineItem, zone: str | None, change: str, cls: str) -> float:
     return float(counts["objects"][change][cls]) if counts else math.nan
 
 
-def render(title: str, items: list[TimelineItem], zones: list[str], *, first_is_start: bool) -> bytes:
+def render(title: str, items: list[TimelineItem], zones: list[str]) -> bytes:
     """Counts against date, one panel for the AOI and one per zone (at most MAX_PNG_ZONES); a date without a
-    usable analysis (none yet, failed, or less than MIN_ANALYSED_FRACTION of the AOI analysed) is a gap: the
-    lines break there and a dotted line marks it. The chain's first date has nothing before it: not a gap."""
+    usable analysis (``item.gap``: none yet, failed, or less than MIN_ANALYSED_FRACTION of the AOI analysed) is a
+    gap: the lines break there and a dotted line marks it. The chain's first date has nothing before it: not a gap."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -95,8 +97,8 @@ def render(title: str, items: list[TimelineItem], zones: list[str], *, first_is_
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     dates = [item.date for item in items]
-    usable = [i.counts is not None and (i.analysed_fraction or 0) >= MIN_ANALYSED_FRACTION for i in items]
-    gaps = [d for k, (d, ok) in enumerate(zip(dates, usable)) if not ok and not (k == 0 and first_is_start)]
+    usable = [not i.gap and i.counts is not None for i in items]
+    gaps = [i.date for i in items if i.gap]
     drawn = set()
     for ax, (name, zone) in zip(axes, panels):
         for cls in CLASSES:

@@ -21,6 +21,7 @@ from imagery.objects import ChangeObject, counts_by
 from imagery.products import zone_counts
 from tests.live import LiveServer, wait_for_analysis
 from tests.localhttp import LocalHTTP
+from tests import series
 from tests.pairs import footprint_geojson, small_pair
 from tests.test_api import create_key, leftovers, upload
 from tests.test_scaleout import pg_url  # noqa: F401 (a fixture)
@@ -36,10 +37,9 @@ def lonlat_box(west: float, south: float, east: float, north: float) -> dict:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-# The scenes cover x 400000-400080, y 5369920-5370000; the AOI is that shrunk by 10 m. The two vehicles of
-# small_pair(size=160, vehicles=2) stand at x ~400035, y ~5369970 (north) and ~5369940 (south).
-NORTH = lonlat_box(400012, 5369955, 400055, 5369988)
-SOUTH = lonlat_box(400012, 5369932, 400055, 5369955)
+# The series (tests/series.py) covers x 400000-400140, y 5369860-5370000; the AOI is that shrunk by 10 m, with
+# zones north (y 5369955-5369985) and south (y 5369900-5369950).
+DATES = [d.date for d in series.PLAN]
 
 
 def summed(tables: list[dict]) -> dict:
@@ -88,22 +88,24 @@ def test_zone_counts_put_each_object_in_the_zone_it_overlaps_most():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A server with keys (team a analyst and viewer, team b) whose alerts and STAC fetches may reach one
-    loopback HTTP server, by the name 127.0.0.1 only; and the test scenes."""
+    loopback HTTP server, by the name 127.0.0.1 only (``other``, another one, is never allowed); and the series
+    of dates of one base (tests/series.py)."""
     root = tmp_path_factory.mktemp("watch")
     data = root / "data"
     keys = {"a": create_key(data, "alice", "team-a"), "viewer": create_key(data, "val", "team-a", "viewer"),
             "b": create_key(data, "bob", "team-b")}
-    web = LocalHTTP()
+    web, other = LocalHTTP(), LocalHTTP()
     allowed = json.dumps([f"127.0.0.1:{web.port}"])
     srv = LiveServer(data, env={"BASEWATCH_ALERT_HOSTS": allowed, "BASEWATCH_STAC_HOSTS": allowed,
                                 "BASEWATCH_MAX_STAC_ITEM_KB": "8"}).start()
-    before, after, _ = small_pair(root / "pair", size=160, vehicles=2)
+    files = series.write_series(root / "series")
     try:
-        yield SimpleNamespace(server=srv, web=web, keys=keys, before=before, after=after,
+        yield SimpleNamespace(server=srv, web=web, other=other, keys=keys, files=files,
                               a=srv.client(keys["a"]), viewer=srv.client(keys["viewer"]), b=srv.client(keys["b"]))
     finally:
         srv.stop()
         web.close()
+        other.close()
 
 
 def stac_item(href: str, date: str, **asset) -> bytes:
@@ -119,15 +121,12 @@ def stac_item(href: str, date: str, **asset) -> bytes:
 
 @pytest.fixture(scope="module")
 def chain(site):
-    """A watched AOI with zones north and south and an alert, fed scenes out of date order: D0 (before the
-    watch), then D3, D1, D4 (from a STAC item), D2. Files alternate, so vehicles appear then leave."""
+    """A watched AOI with zones north and south and an alert (a vehicle arriving in zone north), fed the series
+    out of date order: D0 (before the watch), then D3, D1, D4 (cloudy, from a STAC item), D2."""
     c, web = site.a, site.web
-    files = {d: (site.before if i % 2 == 0 else site.after) for i, d in
-             enumerate(("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01", "2024-05-01"))}
-    ids = {}
-    ids["2024-01-01"] = upload(c, files["2024-01-01"], acquired_at="2024-01-01").json()["id"]
-    aoi = c.post("/v1/aois", json={"name": "North base", "geometry": footprint_geojson(site.before)}).json()
-    for name, geometry in (("north", NORTH), ("south", SOUTH)):
+    ids = {DATES[0]: upload(c, site.files[DATES[0]], acquired_at=DATES[0]).json()["id"]}
+    aoi = c.post("/v1/aois", json={"name": "North base", "geometry": series.aoi_geojson()}).json()
+    for name, geometry in series.zones_geojson().items():
         r = c.post(f"/v1/aois/{aoi['id']}/zones", json={"name": name, "geometry": geometry})
         assert r.status_code == 201, r.text
     r = c.post(f"/v1/aois/{aoi['id']}/alerts", json={"url": f"{web.url}/hook", "secret": SECRET,
@@ -138,12 +137,12 @@ def chain(site):
     assert r.status_code == 200 and r.json()["watch"] is True
     assert c.get("/v1/analyses", params={"aoi_id": aoi["id"]}).json()["items"] == []  # from then on only
     web.routes["/items/d4.json"] = (200, {"Content-Type": "application/geo+json"}, stac_item("../assets/d4.tif", "2024-05-01T09:30:00Z"))
-    web.routes["/assets/d4.tif"] = (200, {"Content-Type": "image/tiff"}, files["2024-05-01"].read_bytes())
-    for date in ("2024-04-01", "2024-02-01", "2024-05-01", "2024-03-01"):
-        if date == "2024-05-01":
-            r = c.post("/v1/scenes", json={"stac_item": f"{web.url}/items/d4.json"})
+    web.routes["/assets/d4.tif"] = (200, {"Content-Type": "image/tiff"}, site.files[DATES[4]].read_bytes())
+    for date in (DATES[3], DATES[1], DATES[4], DATES[2]):
+        if date == DATES[4]:
+            r = c.post("/v1/scenes", json={"stac_item": f"{web.url}/items/d4.json", "aoi_id": aoi["id"]})
         else:
-            r = upload(c, files[date], acquired_at=date)
+            r = upload(c, site.files[date], acquired_at=date)
         assert r.status_code == 201, r.text
         ids[date] = r.json()["id"]
     analyses = c.get("/v1/analyses", params={"aoi_id": aoi["id"]}).json()["items"]
@@ -151,29 +150,39 @@ def chain(site):
     return SimpleNamespace(aoi=aoi, ids=ids, analyses=done, alert=alert, date_of={v: k for k, v in ids.items()})
 
 
+def vehicle_counts(counts: dict) -> dict[str, int]:
+    """Vehicles (class vehicle) that appeared and disappeared in a counts table."""
+    return {change: counts["objects"][change]["vehicle"] for change in ("appeared", "disappeared")}
+
+
 def test_watched_aoi_fed_scenes_out_of_order_ends_with_the_right_chain(site, chain):
     pairs = sorted((chain.date_of[a["before_scene_id"]], chain.date_of[a["after_scene_id"]]) for a in chain.analyses)
     # each new scene against the previous one by date, the next one against it; D0 -> D3 and D1 -> D3 were split
-    assert pairs == [("2024-01-01", "2024-02-01"), ("2024-01-01", "2024-04-01"), ("2024-02-01", "2024-03-01"),
-                     ("2024-02-01", "2024-04-01"), ("2024-03-01", "2024-04-01"), ("2024-04-01", "2024-05-01")]
+    d = DATES
+    assert pairs == [(d[0], d[1]), (d[0], d[3]), (d[1], d[2]), (d[1], d[3]), (d[2], d[3]), (d[3], d[4])]
     assert all(a["watched"] and a["status"] == "succeeded" for a in chain.analyses), [a["error"] for a in chain.analyses]
     items = site.a.get(f"/v1/aois/{chain.aoi['id']}/timeline").json()
     assert items["next"] is None
     dates = [i["date"] for i in items["items"]]
-    assert dates == sorted(chain.ids) and [i["scene_id"] for i in items["items"]] == [chain.ids[d] for d in dates]
+    assert dates == DATES and [i["scene_id"] for i in items["items"]] == [chain.ids[d] for d in dates]
     by_id = {a["id"]: a for a in chain.analyses}
-    assert items["items"][0]["analysis_id"] is None  # the chain's first date has nothing before it
+    first = items["items"][0]
+    assert first["analysis_id"] is None and first["gap"] is False  # the chain's first date has nothing before it
     for prev, item in zip(items["items"], items["items"][1:]):
         analysis = by_id[item["analysis_id"]]
         assert (analysis["before_scene_id"], analysis["after_scene_id"]) == (prev["scene_id"], item["scene_id"])
         assert item["counts"] == analysis["summary"]["counts"] and item["zones"] == analysis["summary"]["zones"]
-        assert item["analysed_fraction"] > 0.9
-        vehicles = item["counts"]["vehicles_estimated"]
-        # files alternate: the vehicles arrive on the odd dates and leave on the even ones, in either zone
-        arrived = dates.index(item["date"]) % 2 == 1
-        assert vehicles["appeared" if arrived else "disappeared"] == 2 and vehicles["disappeared" if arrived else "appeared"] == 0
-        for zone in ("north", "south"):
-            assert item["zones"][zone]["vehicles_estimated"]["appeared" if arrived else "disappeared"] == 1, (item["date"], zone)
+        cloudy = series.by_date(item["date"]).cloudy
+        # the cloud hides some 30 % of the AOI: a gap; the clear dates are seen whole
+        assert item["gap"] is cloudy and (item["analysed_fraction"] < 0.8 if cloudy else item["analysed_fraction"] > 0.95), item
+        # vehicles per zone and overall are exactly the generator's (the cloudy date: nothing moved where it is clear,
+        # and vehicle E under the cloud is not reported gone)
+        before, after = series.by_date(prev["date"]), series.by_date(item["date"])
+        for zone in (None, "north", "south"):
+            counts = item["zones"][zone] if zone else item["counts"]
+            truth = series.truth(before, after, zone)
+            assert vehicle_counts(counts) == truth, (item["date"], zone, counts)
+            assert {k: counts["vehicles_estimated"][k] for k in truth} == truth, (item["date"], zone, counts)
     # pages of two, in date order, add up to the same timeline
     seen, cursor = [], None
     while True:
@@ -190,9 +199,51 @@ def test_scene_registered_from_a_stac_item(site, chain):
     assert scene["acquired_at"] == "2024-05-01" and scene["sensor"] == "synthetic-sat"
     assert scene["bands"] == ["blue", "green", "red", "nir"] and scene["filename"] == "d4.tif"
     assert scene["source_url"] == f"{site.web.url}/items/d4.json"
-    assert scene["checksum"] == hashlib.sha256(site.before.read_bytes()).hexdigest()
-    fetched = [r.path for r in site.web.received if r.method == "GET"]
-    assert "/items/d4.json" in fetched and "/assets/d4.tif" in fetched and "/thumb.png" not in fetched
+    assert (scene["width"], scene["height"]) == (series.SIZE, series.SIZE)  # the AOI and its 100 m margin: all of it
+    gets = [r for r in site.web.received if r.method == "GET"]
+    assert "/items/d4.json" in [r.path for r in gets] and all(r.path != "/thumb.png" for r in gets)
+    assets = [r for r in gets if r.path == "/assets/d4.tif"]
+    assert assets and all(r.headers.get("Range", "").startswith("bytes=") for r in assets)  # GDAL over range requests
+
+
+def test_stac_asset_copies_only_the_window_of_the_aoi(site, tmp_path):
+    """A 600 m scene (away from the watched base), an AOI of 40 m in one corner: only that window and its 100 m
+    margin are read and stored."""
+    from tests.conftest import textured, write_tif
+    from affine import Affine
+    import numpy as np
+
+    size = 1200
+    data = (np.stack([textured((size, size), seed=k) for k in range(4)]) * 3000 + 500).astype(np.uint16)
+    big = write_tif(tmp_path / "big.tif", data, transform=Affine(0.5, 0, 401000, 0, -0.5, 5370000), nodata=0,
+                    descriptions=("blue", "green", "red", "nir"))
+    body = big.read_bytes()
+    site.web.routes["/assets/big.tif"] = (200, {"Content-Type": "image/tiff"}, body)
+    site.web.routes["/items/big-scene.json"] = (200, {}, stac_item("/assets/big.tif", "2024-08-01T10:00:00Z", **{
+        "proj:epsg": 32635, "proj:shape": [size, size]}))
+    c = site.a
+    aoi = c.post("/v1/aois", json={"name": "corner", "geometry": lonlat_box(401020, 5369940, 401060, 5369980)}).json()
+    r = c.post("/v1/scenes", json={"stac_item": f"{site.web.url}/items/big-scene.json", "aoi_id": aoi["id"]})
+    assert r.status_code == 201, r.text
+    scene = r.json()
+    # the window: x 401000 (the edge) - 401160, y 5369840 - 5370000 (the edge): 320 x 320 px of 1200 x 1200 (a pixel
+    # more where the lon/lat AOI's UTM bounds round outwards)
+    assert 320 <= scene["width"] <= 323 and 320 <= scene["height"] <= 323, scene
+    assert scene["bands"] == ["blue", "green", "red", "nir"] and scene["acquired_at"] == "2024-08-01"
+    assert site.web.sent["/assets/big.tif"] < len(body) / 3, (site.web.sent["/assets/big.tif"], len(body))
+    # the item's proj: fields are checked against the header; another team's AOI is not found
+    site.web.routes["/items/wrong-crs.json"] = (200, {}, stac_item("/assets/big.tif", "2024-08-01", **{"proj:epsg": 32631}))
+    r = c.post("/v1/scenes", json={"stac_item": f"{site.web.url}/items/wrong-crs.json"})
+    assert r.status_code == 422 and "EPSG:32631" in r.json()["detail"], r.text
+    assert site.b.post("/v1/scenes", json={"stac_item": f"{site.web.url}/items/big-scene.json", "aoi_id": aoi["id"]}).status_code == 404
+    far = c.post("/v1/aois", json={"name": "far", "geometry": lonlat_box(410000, 5369940, 410040, 5369980)}).json()
+    r = c.post("/v1/scenes", json={"stac_item": f"{site.web.url}/items/big-scene.json", "aoi_id": far["id"]})
+    assert r.status_code == 422 and "does not cover the AOI" in r.json()["detail"], r.text
+    # an inline item, its asset on the allowed host
+    inline = json.loads(stac_item(f"{site.web.url}/assets/big.tif", "2024-08-02"))
+    r = c.post("/v1/scenes", json={"stac_item": inline, "aoi_id": aoi["id"]})
+    assert r.status_code == 201 and r.json()["source_url"] == f"{site.web.url}/assets/big.tif", r.text
+    assert leftovers(site.server.data_dir) == []
 
 
 def test_stac_items_from_hosts_not_allowed_are_refused(site):
@@ -202,6 +253,12 @@ def test_stac_items_from_hosts_not_allowed_are_refused(site):
     web.routes["/items/big.json"] = (200, {}, b"{" + b" " * 9000 + b"}")
     web.routes["/items/notstac.json"] = (200, {}, b'{"type": "FeatureCollection"}')
     web.routes["/items/nogeotiff.json"] = (200, {}, stac_item("x.jp2", "2024-06-01", type="image/jp2"))
+    other = site.other  # a second loopback server, on no allow-list: it must never be contacted
+    other.routes["/items/d4.json"] = web.routes["/items/d4.json"]
+    other.routes["/assets/d4.tif"] = web.routes["/assets/d4.tif"]
+    web.routes["/items/asset-elsewhere.json"] = (200, {}, stac_item(f"{other.url}/assets/d4.tif", "2024-06-01"))
+    web.routes["/assets/moved.tif"] = (302, {"Location": f"{other.url}/assets/d4.tif"}, b"")
+    web.routes["/items/asset-moved.json"] = (200, {}, stac_item("/assets/moved.tif", "2024-06-01"))
     before = c.get("/v1/scenes", params={"limit": 500}).json()["items"]
     n_requests = len(web.received)
     cases = [
@@ -216,10 +273,20 @@ def test_stac_items_from_hosts_not_allowed_are_refused(site):
         (f"{web.url}/items/notstac.json", 422, "not a STAC item"),
         (f"{web.url}/items/nogeotiff.json", 422, "no GeoTIFF asset"),
         (f"{web.url}/items/missing.json", 502, "HTTP 404"),
+        (f"{other.url}/items/d4.json", 422, "not allowed"),                        # another host
+        (f"{web.url}/items/asset-elsewhere.json", 422, "not allowed"),              # its asset on another host
+        (f"{web.url}/items/asset-moved.json", 422, "not allowed"),                  # its asset redirected there
     ]
     for url, status, message in cases:
         r = c.post("/v1/scenes", json={"stac_item": url})
         assert r.status_code == status and message in r.json()["detail"], (url, r.text)
+    inline = json.loads(stac_item(f"{other.url}/assets/d4.tif", "2024-06-01"))
+    r = c.post("/v1/scenes", json={"stac_item": inline})
+    assert r.status_code == 422 and "not allowed" in r.json()["detail"], r.text
+    inline = json.loads(stac_item("/assets/d4.tif", "2024-06-01"))
+    r = c.post("/v1/scenes", json={"stac_item": inline})
+    assert r.status_code == 422 and "absolute" in r.json()["detail"], r.text
+    assert other.received == []  # the log of the host not allowed: not one request
     assert c.post("/v1/scenes", json={"stac_item": 5}).status_code == 422
     assert c.post("/v1/scenes", json={"stac_item": f"{web.url}/items/d4.json", "extra": 1}).status_code == 422
     assert site.viewer.post("/v1/scenes", json={"stac_item": f"{web.url}/items/d4.json"}).status_code == 403
@@ -234,10 +301,10 @@ def test_zone_rules(site, chain):
     zones_before = c.get(f"/v1/aois/{aoi_id}/zones").json()["items"]
     assert {z["name"] for z in zones_before} == {"north", "south"}
     cases = [
-        ({"name": "too far", "geometry": lonlat_box(400012, 5369932, 400075, 5369950)}, 422, "not within its AOI"),
+        ({"name": "too far", "geometry": lonlat_box(400015, 5369860, 400060, 5369880)}, 422, "not within its AOI"),
         ({"name": "elsewhere", "geometry": lonlat_box(401000, 5369932, 401020, 5369950)}, 422, "not within its AOI"),
         ({"name": "overlap", "geometry": lonlat_box(400040, 5369940, 400065, 5369970)}, 422, "overlaps zone"),
-        ({"name": "north", "geometry": lonlat_box(400056, 5369932, 400068, 5369950)}, 409, "already has a zone"),
+        ({"name": "north", "geometry": lonlat_box(400015, 5369875, 400033, 5369887)}, 409, "already has a zone"),
         ({"name": "bad", "geometry": {"type": "Point", "coordinates": [25.6, 48.4]}}, 422, "Polygon"),
         ({"name": "bowtie", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}, 422,
          "Self-intersection"),
@@ -245,7 +312,7 @@ def test_zone_rules(site, chain):
     for body, status, message in cases:
         r = c.post(f"/v1/aois/{aoi_id}/zones", json=body)
         assert r.status_code == status and message in r.json()["detail"], (body["name"], r.text)
-    ok = {"name": "east", "geometry": lonlat_box(400056, 5369932, 400068, 5369950)}
+    ok = {"name": "gate", "geometry": lonlat_box(400015, 5369875, 400033, 5369887)}
     assert site.viewer.post(f"/v1/aois/{aoi_id}/zones", json=ok).status_code == 403
     assert site.b.post(f"/v1/aois/{aoi_id}/zones", json=ok).status_code == 404
     assert site.b.get(f"/v1/aois/{aoi_id}/zones").status_code == 404
@@ -280,9 +347,12 @@ def test_timeline_png(site, chain):
 
 
 def test_alert_events_reach_the_receiver_signed(site, chain):
-    """One event per analysis with a vehicle arriving in zone north, each signed over its exact body."""
-    expected = {a["id"] for a in chain.analyses if a["summary"]["zones"]["north"]["objects"]["appeared"]["vehicle"] >= 1}
-    assert expected, "the rule should be met by some analysis"
+    """One event per analysis in which the generator put a vehicle arriving in zone north (D0 -> D1: A, B, C;
+    D0 -> D3, split since: C), none for the others, each signed over its exact body."""
+    met = {(a, b) for a in DATES for b in DATES
+           if a < b and series.truth(series.by_date(a), series.by_date(b), "north")["appeared"] >= 1}
+    expected = {a["id"] for a in chain.analyses if (chain.date_of[a["before_scene_id"]], chain.date_of[a["after_scene_id"]]) in met}
+    assert len(expected) == 2, "the rule is met by D0 -> D1 and D0 -> D3"
     deadline = time.monotonic() + 30
     while {json.loads(p.body)["analysis_id"] for p in site.web.posts()} != expected:
         assert time.monotonic() < deadline, [json.loads(p.body)["analysis_id"] for p in site.web.posts()]
@@ -340,14 +410,14 @@ def test_watch_is_per_team_and_a_baseline_adds_its_analyses(site, chain):
     assert site.b.patch(f"/v1/aois/{aoi_id}", json={"watch": False}).status_code == 404
     assert c.patch(f"/v1/aois/{aoi_id}", json={"baseline_scene_id": "nope"}).status_code == 404
     assert c.patch(f"/v1/aois/{aoi_id}", json={"watch": "maybe"}).status_code == 422
-    foreign = upload(site.b, site.before, acquired_at="2024-01-01").json()["id"]  # team b's scene over the same ground
+    foreign = upload(site.b, site.files[DATES[0]], acquired_at="2024-01-01").json()["id"]  # team b's scene over the same ground
     assert c.patch(f"/v1/aois/{aoi_id}", json={"baseline_scene_id": foreign}).status_code == 404
     baseline = chain.ids["2024-01-01"]
     r = c.patch(f"/v1/aois/{aoi_id}", json={"baseline_scene_id": baseline})
     assert r.status_code == 200 and r.json()["baseline_scene_id"] == baseline and r.json()["watch"] is True
     assert c.delete(f"/v1/scenes/{baseline}").status_code == 409
     count = len(c.get("/v1/analyses", params={"aoi_id": aoi_id}).json()["items"])
-    d5 = upload(c, site.after, acquired_at="2024-06-01").json()["id"]
+    d5 = upload(c, site.files[DATES[3]], acquired_at="2024-06-01").json()["id"]
     listed = c.get("/v1/analyses", params={"aoi_id": aoi_id}).json()["items"]  # newest first
     new = listed[: len(listed) - count]
     assert sorted((a["before_scene_id"], a["after_scene_id"]) for a in new) == sorted([(chain.ids["2024-05-01"], d5), (baseline, d5)])
@@ -355,7 +425,7 @@ def test_watch_is_per_team_and_a_baseline_adds_its_analyses(site, chain):
     assert all(foreign not in (a["before_scene_id"], a["after_scene_id"]) for a in c.get("/v1/analyses", params={"aoi_id": aoi_id}).json()["items"])
     # no longer watched: a new scene queues nothing
     assert c.patch(f"/v1/aois/{aoi_id}", json={"watch": False}).json()["watch"] is False
-    upload(c, site.before, acquired_at="2024-07-01")
+    upload(c, site.files[DATES[0]], acquired_at="2024-07-01")
     assert len(c.get("/v1/analyses", params={"aoi_id": aoi_id}).json()["items"]) == count + 2
 
 

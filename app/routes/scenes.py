@@ -35,13 +35,16 @@ router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
     }}})
 async def upload_scene(request: Request, settings: SettingsDep, principal: AnalystDep, response: Response) -> SceneOut:
     """Ingest a scene: an upload (multipart) streamed to disk, or the GeoTIFF asset of a STAC item (JSON
-    ``{"stac_item": URL}``, hosts of BASEWATCH_STAC_HOSTS) downloaded; validated from its header, converted to COG in a
+    ``{"stac_item": URL or item, "aoi_id": ...}``, hosts of BASEWATCH_STAC_HOSTS) read by range requests, only the
+    AOI's window copied; validated from its header, converted to COG in a
     separate process, footprint recorded (no database connection is held meanwhile). Watched AOIs it covers
     queue their analyses."""
     convert = request.app.state.converter
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
         body = stac_request(await request.body())
-        scene = await run_in_threadpool(stac.register, body, settings, principal.team, convert=convert)
+        aoi_geometry = await run_in_threadpool(stac_aoi, request, principal.team, body.aoi_id) if body.aoi_id else None
+        scene = await run_in_threadpool(stac.register, body, settings, principal.team, convert=convert,
+                                        aoi_geometry=aoi_geometry)
     else:
         upload = await receive_upload(request, settings)
         scene = await run_in_threadpool(ingest, upload, settings, principal.team, convert=convert)
@@ -57,6 +60,12 @@ def stac_request(raw: bytes) -> StacRegister:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"]))
         raise InvalidRequest(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+def stac_aoi(request: Request, team: str, aoi_id: str) -> dict:
+    """The geometry of the team's AOI whose window a STAC asset is copied for (404 if not the team's)."""
+    with request.app.state.sessions() as session:
+        return store.get_aoi(session, team, aoi_id).geometry
 
 
 def record_scene(request: Request, scene) -> None:
