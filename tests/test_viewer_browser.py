@@ -359,3 +359,56 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         print(f"viewer test done in {time.monotonic() - started:.1f} s")
     finally:
         context.close()
+
+
+def test_timeline_panel_lists_dates_with_gaps_and_opens_the_analysis_of_a_date(site, browser, tmp_path):
+    """A watched AOI fed four dates of tests/series.py (empty, vehicles arrived, two left and one came, cloudy):
+    the panel lists them in date order with the vehicles per zone, the cloudy date as a gap, the analysis shown
+    as current; a click on a date opens its analysis."""
+    from tests import series
+
+    server, key = site["server"], site["key"]
+    plan = [series.PLAN[i] for i in (0, 1, 3, 4)]
+    files = series.write_series(tmp_path / "series", tuple(plan))
+    with server.client(key) as client:
+        aoi = client.post("/v1/aois", json={"name": "watched base", "geometry": series.aoi_geojson()}).json()
+        for name, geometry in series.zones_geojson().items():
+            assert client.post(f"/v1/aois/{aoi['id']}/zones", json={"name": name, "geometry": geometry}).status_code == 201
+        assert client.patch(f"/v1/aois/{aoi['id']}", json={"watch": True}).status_code == 200
+        for d in plan:
+            with open(files[d.date], "rb") as fh:
+                r = client.post("/v1/scenes", files={"file": (f"{d.date}.tif", fh, "image/tiff")}, data={"acquired_at": d.date})
+            assert r.status_code == 201, r.text
+        analyses = client.get("/v1/analyses", params={"aoi_id": aoi["id"]}).json()["items"]
+        assert len(analyses) == 3
+        for a in analyses:
+            assert wait_for_analysis(client, a["id"], timeout=120)["status"] == "succeeded"
+        items = client.get(f"/v1/aois/{aoi['id']}/timeline").json()["items"]
+    middle, first = items[2]["analysis_id"], items[1]["analysis_id"]  # D1 -> D3, D0 -> D1
+
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(server.url + viewer_path(middle, key))
+        wait_until(page, "basewatchViewer.ready && basewatchViewer.timeline === 4")
+        assert page.locator("#timeline-block").is_visible()
+        rows = page.locator("#timeline li")
+        assert rows.count() == 4
+        assert [rows.nth(i).get_attribute("data-date") for i in range(4)] == [d.date for d in plan]
+        assert "first date" in rows.nth(0).text_content()
+        arrived = rows.nth(1).text_content()
+        assert "+4 / −0 veh." in arrived and "north +3 / −0 veh." in arrived and "south +1 / −0 veh." in arrived, arrived
+        left = rows.nth(2).text_content()
+        assert "+1 / −3 veh." in left and "north +0 / −2 veh." in left and "south +1 / −1 veh." in left, left
+        assert "current" in rows.nth(2).get_attribute("class")
+        cloudy = rows.nth(3)
+        assert "gap" in cloudy.get_attribute("class") and "not seen" in cloudy.text_content(), cloudy.text_content()
+        assert page.get_attribute("#timeline-png-link", "href").endswith(f"/v1/aois/{aoi['id']}/timeline.png?token={key}")
+        page.screenshot(path=str(server.data_dir.parent / "viewer-timeline.png"))
+        # a click on a date opens its analysis, whose row is then the current one
+        rows.nth(1).locator("a").click()
+        page.wait_for_url(f"**/v1/analyses/{first}/viewer?token={key}")
+        wait_until(page, "basewatchViewer.ready && basewatchViewer.timeline === 4")
+        assert "current" in page.locator("#timeline li").nth(1).get_attribute("class")
+        assert page.text_content("#analysis-id") == first
+    finally:
+        page.close()

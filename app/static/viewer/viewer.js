@@ -208,6 +208,7 @@
       }
       hideMessage();
       fillSummary(a);
+      fillTimeline(a);
       // TileJSON embeds the key in its tile URLs only when asked with ?token= (tiles are plain <img> requests).
       return Promise.all([
         api(withToken("tilejson.json?layer=before"), "the before image layer"),
@@ -228,6 +229,58 @@
   // ---------------------------------------------------------------------------------------------
   // Side panel
   // ---------------------------------------------------------------------------------------------
+
+  /** Arrived / left vehicles (estimated) of a counts table, e.g. "+3 / −1 veh.". */
+  function vehicleText(counts) {
+    var v = (counts && counts.vehicles_estimated) || {};
+    return "+" + fmtInt(v.appeared) + " / −" + fmtInt(v.disappeared) + " veh.";
+  }
+
+  /** The AOI's dates (GET /v1/aois/{id}/timeline): counts per date and zone, gaps for missing or cloudy
+   * coverage; each date with an analysis links to its viewer. Shown when the AOI has more than two dates. */
+  function fillTimeline(a) {
+    var aoiPath = "../../aois/" + encodeURIComponent(a.aoi_id);
+    return api(aoiPath + "/timeline?limit=500", "the timeline").then(function (page) {
+      var items = page.items || [];
+      state.timeline = items.length;
+      if (items.length < 3) return;
+      var list = $("timeline");
+      list.textContent = "";
+      items.forEach(function (item) {
+        var li = el("li");
+        li.setAttribute("data-date", item.date);
+        var row = el(item.analysis_id ? "a" : "div", "tl-row");
+        if (item.analysis_id) {
+          row.href = withToken("../" + encodeURIComponent(item.analysis_id) + "/viewer");
+          row.setAttribute("data-analysis-id", item.analysis_id);
+        }
+        if (item.analysis_id === analysisId) { li.classList.add("current"); row.setAttribute("aria-current", "page"); }
+        row.appendChild(el("span", "tl-date", item.date));
+        var text;
+        if (item.gap) {
+          li.classList.add("gap");
+          text = item.analysed_fraction != null ? "gap: " + fmtPct(1 - item.analysed_fraction) + " not seen (cloud, partial)"
+            : item.status === "failed" ? "gap: the analysis failed" : "gap: no analysis yet";
+        } else if (!item.analysis_id) {
+          text = "first date";
+        } else {
+          text = vehicleText(item.counts) + " · " + fmtInt(item.counts.total) + " objects";
+        }
+        row.appendChild(el("span", "tl-counts", text));
+        var zones = Object.keys(item.zones || {});
+        if (zones.length && !item.gap) {
+          row.appendChild(el("span", "tl-zones", zones.map(function (z) { return z + " " + vehicleText(item.zones[z]); }).join(" · ")));
+        }
+        li.appendChild(row);
+        list.appendChild(li);
+      });
+      $("timeline-count").textContent = items.length + (page.next ? "+" : "") + " dates";
+      $("timeline-png-link").href = withToken(aoiPath + "/timeline.png");
+      $("timeline-block").hidden = false;
+      var current = list.querySelector("li.current");
+      if (current) current.scrollIntoView({ block: "nearest" });
+    }).catch(function () { state.timeline = -1; });  // the timeline is an extra: the analysis still shows
+  }
 
   function fillSummary(a) {
     var s = a.summary || {};
