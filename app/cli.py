@@ -129,6 +129,114 @@ def synth(
               highlight=False)
 
 
+def read_zones(path: Path, aoi_geometry) -> dict:
+    """Zones from a GeoJSON FeatureCollection (each feature's ``properties.name``), validated as the service does."""
+    import json
+
+    from app.errors import InvalidRequest
+    from app.zones import zone_geometry
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"{path}: not a GeoJSON file ({type(exc).__name__})")
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else None
+    if not isinstance(features, list) or not features:
+        fail(f"{path}: zones must be a GeoJSON FeatureCollection of named polygons")
+    zones = {}
+    for k, feature in enumerate(features, start=1):
+        name = ((feature or {}).get("properties") or {}).get("name") if isinstance(feature, dict) else None
+        if not isinstance(name, str) or not name.strip() or name in zones:
+            fail(f"{path}: feature {k} needs a unique properties.name")
+        try:
+            zones[name] = zone_geometry(feature.get("geometry"), aoi_geometry, zones)
+        except InvalidRequest as exc:
+            fail(f"{path}: zone {name!r}: {exc}")
+    return zones
+
+
+@app.command()
+def watch(
+    aoi: Path = typer.Argument(..., help="Area of interest GeoJSON (lon/lat)."),
+    scenes: list[Path] = typer.Argument(..., help="Scenes (GeoTIFF/COG with a date tag), in any order."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to create: timeline.json, timeline.png, analyses/."),
+    zones_file: Optional[Path] = typer.Option(None, "--zones", help="Zones: a GeoJSON FeatureCollection of polygons within "
+                                                                   "the AOI, each with properties.name."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Watch a base locally: analyse each scene against the one before it by date (as a watched AOI of the service
+    does), counting per zone, and write the timeline (timeline.json, timeline.png) and every analysis's products."""
+    import json
+    import shutil
+
+    from app.timeline import make_item, render
+    from imagery.pipeline import DEFAULT_METHOD, AnalysisParams, analyze
+    from imagery.products import read_summary, write_products
+    from imagery.scenes import inspect_scene
+
+    if len(scenes) < 2:
+        fail("give at least two scenes", 2)
+    if out_dir.exists() and not overwrite:
+        fail(f"{out_dir} already exists; choose another folder or pass --overwrite")
+    try:
+        aoi_read = read_aoi_file(aoi)
+        infos = [(inspect_scene(p), p) for p in scenes]
+    except (ImageryError, InvalidAOIError, ValueError, OSError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    undated = [p.name for info, p in infos if info.acquired is None]
+    if undated:
+        fail(f"{', '.join(undated)}: no acquisition date tag (ACQUISITION_DATE or TIFFTAG_DATETIME); the chain is by date")
+    zones = read_zones(zones_file, aoi_read.geometry) if zones_file else {}
+    chain = sorted(infos, key=lambda ip: (ip[0].acquired, ip[1].name))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    (out_dir / "analyses").mkdir(parents=True)
+    aoi_meta = {"name": aoi_read.name, "area_m2": round(aoi_read.area_m2, 1)}
+    items = [make_item(chain[0][0].acquired, chain[0][1].name, aoi_read.area_m2, first=True, analysis_id=None, status=None,
+                       summary=None)]
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), TimeElapsedColumn(), console=console, disable=quiet,
+                  transient=True) as bar:
+        task = bar.add_task("starting", total=len(chain) - 1)
+        for k, ((before, before_path), (after, after_path)) in enumerate(zip(chain, chain[1:])):
+            name = f"{k + 1:03d}_{before.acquired}_{after.acquired}"
+            bar.update(task, description=f"{before.acquired} → {after.acquired}", completed=k)
+            try:
+                result = analyze(before, after, aoi_read.geometry, AnalysisParams(method=DEFAULT_METHOD))
+                write_products(result, out_dir / "analyses" / name, aoi=aoi_meta, zones=zones)
+                summary, status = read_summary(out_dir / "analyses" / name), "succeeded"
+            except (ImageryError, ValueError) as exc:
+                console.print(f"[yellow]note:[/yellow] {before_path.name} → {after_path.name} not analysed: "
+                              f"{str(exc).splitlines()[0]}", highlight=False)
+                summary, status = None, "failed"
+            items.append(make_item(after.acquired, after_path.name, aoi_read.area_m2, first=False,
+                                   analysis_id=f"analyses/{name}" if summary else None, status=status, summary=summary))
+    doc = {"aoi": aoi_meta, "zones": list(zones), "items": [i.model_dump(mode="json") for i in items]}
+    (out_dir / "timeline.json").write_text(json.dumps(doc, indent=2))
+    (out_dir / "timeline.png").write_bytes(render(aoi_read.name or "AOI", items, list(zones)))
+    print_timeline(items, list(zones), out_dir)
+
+
+def print_timeline(items, zones: list[str], out_dir: Path) -> None:
+    """Vehicles arrived and left per date (overall and per zone), gaps marked."""
+    def vehicles(counts) -> str:
+        v = counts["vehicles_estimated"]
+        return f"+{v['appeared']} / -{v['disappeared']}"
+
+    table = Table("date", "scene", "vehicles", *zones, "objects", show_edge=False, title="Timeline")
+    for i, item in enumerate(items):
+        if i == 0:
+            table.add_row(str(item.date), item.scene_id, "first date", *[""] * len(zones), "")
+        elif item.gap:
+            why = "no analysis" if item.counts is None else f"gap: {100 * (1 - item.analysed_fraction):.0f} % not seen"
+            table.add_row(str(item.date), item.scene_id, why, *[""] * len(zones), "")
+        else:
+            table.add_row(str(item.date), item.scene_id, vehicles(item.counts), *[vehicles(item.zones[z]) for z in zones],
+                          str(item.counts["total"]))
+    out.print(table)
+    out.print(f"timeline: {out_dir / 'timeline.json'}, {out_dir / 'timeline.png'}", highlight=False, soft_wrap=True)
+
+
 def print_summary(analysis, out_dir: Path) -> None:
     s = analysis.summary()
     counts = s["counts"]["objects"]

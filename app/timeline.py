@@ -42,14 +42,21 @@ def items_of(session: Session, aoi: Aoi, scenes: list[Scene], start: int, stop: 
     items = []
     for prev, scene in zip(([scenes[start - 1]] if start else [None]) + page[:-1], page):
         analysis = chain_analysis(by_pair[(prev.id, scene.id)]) if prev else None
-        summary = analysis.summary if analysis is not None and analysis.status == "succeeded" else None
-        fraction = round(min(1.0, summary["analysed_area_m2"] / aoi.area_m2), 4) if summary else None
-        items.append(TimelineItem(
-            date=scene.acquired_at, scene_id=scene.id, analysis_id=analysis.id if analysis else None,
-            status=analysis.status if analysis else None, counts=summary["counts"] if summary else None,
-            zones=(summary or {}).get("zones", {}), analysed_fraction=fraction,
-            gap=prev is not None and (fraction is None or fraction < MIN_ANALYSED_FRACTION)))
+        items.append(make_item(scene.acquired_at, scene.id, aoi.area_m2, first=prev is None,
+                               analysis_id=analysis.id if analysis else None, status=analysis.status if analysis else None,
+                               summary=analysis.summary if analysis is not None and analysis.status == "succeeded" else None))
     return items
+
+
+def make_item(date: dt.date, scene_id: str, aoi_area_m2: float, *, first: bool, analysis_id: str | None,
+              status: str | None, summary: dict | None) -> TimelineItem:
+    """One date of a timeline: the scene, and the summary of its analysis against the previous date (None: no
+    succeeded one); a gap unless it is the chain's ``first`` date or its analysis saw MIN_ANALYSED_FRACTION of the AOI."""
+    fraction = round(min(1.0, summary["analysed_area_m2"] / aoi_area_m2), 4) if summary else None
+    return TimelineItem(date=date, scene_id=scene_id, analysis_id=analysis_id, status=status,
+                        counts=summary["counts"] if summary else None, zones=(summary or {}).get("zones", {}),
+                        analysed_fraction=fraction,
+                        gap=not first and (fraction is None or fraction < MIN_ANALYSED_FRACTION))
 
 
 def page(session: Session, team: str, aoi_id: str, *, cursor: str | None, limit: int) -> tuple[list[TimelineItem], str | None]:

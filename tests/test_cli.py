@@ -110,3 +110,47 @@ def test_synth_and_config_commands(tmp_path):
     assert {"before.tif", "after.tif", "truth.geojson", "truth_mask.tif", "aoi.geojson"} <= {p.name for p in (tmp_path / "pair").iterdir()}
     r = basewatch("config")
     assert r.returncode == 0 and "BASEWATCH_DATA_DIR" in r.stdout and "BASEWATCH_PORT" in r.stdout
+
+
+def test_watch_writes_the_timeline_of_a_series(tmp_path):
+    """`basewatch watch` on four dates of tests/series.py given out of order: analyses chained by date, the
+    vehicles per zone equal the generator's, the cloudy date a gap; timeline.json and timeline.png written."""
+    from PIL import Image
+
+    from tests import series
+
+    plan = tuple(series.PLAN[i] for i in (0, 1, 3, 4))
+    files = series.write_series(tmp_path / "series", plan)
+    aoi = tmp_path / "base.geojson"
+    aoi.write_text(json.dumps(series.aoi_geojson()))
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name}, "geometry": g} for name, g in series.zones_geojson().items()]}))
+    out = tmp_path / "watch"
+    shuffled = [files[plan[i].date] for i in (2, 0, 3, 1)]
+    r = basewatch("watch", aoi, *shuffled, "--zones", zones, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "Timeline" in r.stdout and "timeline.json" in r.stdout
+    doc = json.loads((out / "timeline.json").read_text())
+    items = doc["items"]
+    assert doc["zones"] == ["north", "south"] and doc["aoi"]["name"] == "base"
+    assert [i["date"] for i in items] == [d.date for d in plan] and [i["scene_id"] for i in items] == [f"{d.date}.tif" for d in plan]
+    assert items[0]["analysis_id"] is None and not items[0]["gap"]
+    for prev, item, before, after in zip(items, items[1:], plan, plan[1:]):
+        assert (out / item["analysis_id"] / "summary.json").is_file()
+        assert item["gap"] is after.cloudy, item
+        for zone in (None, "north", "south"):
+            counts = item["zones"][zone] if zone else item["counts"]
+            assert {c: counts["objects"][c]["vehicle"] for c in ("appeared", "disappeared")} == series.truth(before, after, zone)
+    assert Image.open(out / "timeline.png").format == "PNG"
+    # bad input: one line, non-zero, nothing half-written
+    overlapping = tmp_path / "overlap.geojson"
+    overlapping.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": n}, "geometry": series.zones_geojson()["north"]} for n in ("a", "b")]}))
+    for args, message in (([aoi, *shuffled, "--out", out], "already exists"),
+                          ([aoi, shuffled[0], "--out", tmp_path / "one"], "at least two scenes"),
+                          ([aoi, *shuffled[:2], "--zones", overlapping, "--out", tmp_path / "z"], "overlaps zone 'a'"),
+                          ([aoi, *shuffled[:2], "--zones", aoi, "--out", tmp_path / "z"], "FeatureCollection")):
+        r = basewatch("watch", *args, "--quiet")
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "z").exists() and not (tmp_path / "one").exists()
