@@ -9,10 +9,12 @@ row; a row whose heartbeat stops is requeued (or failed after
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -293,8 +295,8 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     from shapely.geometry import shape
 
     from aoi import parse_aoi
-    from imagery.pipeline import AnalysisParams, analyze
-    from imagery.products import read_summary, write_products
+    from imagery.pipeline import AnalysisParams, analyze, plan_analysis
+    from imagery.products import read_summary, scratch_folder, write_products
     from imagery.scenes import SceneLimits, inspect_scene
 
     with sessions() as session:
@@ -307,7 +309,7 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
         after_row = session.get(Scene, row.after_scene_id)
         zones = {z.name: shape(z.geometry) for z in store.zones_of(session, row.aoi_id)}
         method, params = row.method, dict(row.params or {})
-    data_dir = Path(settings.data_dir)
+    data_dir = Path(settings.data_dir).resolve()  # absolute: a block may run in another process or on another machine
     limits = SceneLimits(max_pixels=settings.max_scene_pixels)
 
     def scene_info(scene_row):
@@ -326,12 +328,47 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
                     raise Cancelled()
 
     aoi = parse_aoi(aoi_row.geometry)
-    analysis_params = AnalysisParams(method=method, max_pixels=settings.max_analysis_pixels, **params)
-    result = analyze(scene_info(before_row), scene_info(after_row), shape(aoi.to_geojson()), analysis_params, progress=progress)
-    progress("writing products", 1.0)
-    for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
-        result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
+    free = shutil.disk_usage(data_dir).free - settings.min_free_disk_mb * 2**20
+    analysis_params = AnalysisParams(method=method, max_pixels=settings.max_analysis_pixels, block_px=settings.block_px,
+                                     max_disk_bytes=max(free, 0), **params)
+    before_info, after_info, area = scene_info(before_row), scene_info(after_row), shape(aoi.to_geojson())
+    plan = plan_analysis(before_info, after_info, area, analysis_params)  # refuses a grid too large before any read
     rel = Path("analyses") / analysis_id
-    write_products(result, data_dir / rel, overwrite=True, zones=zones,
-                   aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
+    with contextlib.ExitStack() as stack:
+        executor = scratch = None
+        if max(plan.grid.shape) > analysis_params.block_px:  # block by block: rasters in the data folder meanwhile
+            scratch = stack.enter_context(scratch_folder(data_dir / rel))
+            executor = stack.enter_context(block_executor(settings))
+        result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,
+                         scratch=scratch)
+        progress("writing products", 1.0)
+        for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
+            result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
+        write_products(result, data_dir / rel, overwrite=True, zones=zones,
+                       aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
     return read_summary(data_dir / rel), str(rel)
+
+
+@contextlib.contextmanager
+def block_executor(settings: Settings):
+    """Where the blocks of one large analysis run: with ``dask_address``, tasks on that Dask cluster (from a Dask
+    worker through ``worker_client``, which gives this task's thread to the blocks while it waits for them);
+    else local processes (``block_workers``) that die with this worker."""
+    from imagery.blockwise import local_executor
+
+    if not settings.dask_address:
+        executor = local_executor(settings.block_workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        try:
+            yield executor
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        return
+    from distributed import Client, get_worker, worker_client
+
+    try:
+        get_worker()
+        client_context = worker_client()
+    except ValueError:  # not on a Dask worker (an analysis run in this process)
+        client_context = Client(settings.dask_address, timeout="10s")
+    with client_context as client:
+        yield client.get_executor(pure=False)

@@ -22,7 +22,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data folder. "
                                                           "PostgreSQL: postgresql+psycopg://user@host/db")
     workers: int = Field(1, ge=1, le=64, description="Analysis worker processes (analyses never run in the API process).")
-    dask_address: str | None = Field(None, description="Dask distributed scheduler (tcp://host:8786); analyses are submitted there when set.")
+    dask_address: str | None = Field(None, description="Dask distributed scheduler (tcp://host:8786); when set, analyses and the "
+                                                        "blocks of a large one are tasks there (every worker must reach the "
+                                                        "data folder at the same path).")
+    block_px: int = Field(2048, ge=256, description="An analysis grid with a side longer than this (pixels) is analysed block by "
+                                                     "block, in blocks of about this side: memory depends on it, not on the grid.")
+    block_workers: int | None = Field(None, ge=1, le=64, description="Local processes running the blocks of one large analysis "
+                                                                      "(without BASEWATCH_DASK_ADDRESS); default one per CPU.")
     max_upload_mb: int = Field(4096, ge=1, description="Largest scene upload accepted, MB.")
     max_scene_pixels: int = Field(400_000_000, description="Largest scene (width x height) accepted from its header.")
     max_scene_compression_ratio: float = Field(
@@ -32,7 +38,9 @@ class Settings(BaseSettings):
     convert_timeout_s: int = Field(1800, ge=1, description="A scene conversion taking longer is stopped and the upload refused.")
     min_free_disk_mb: int = Field(1024, ge=0, description="Disk space kept free in the data folder: uploads and conversions "
                                                            "that would need it are refused with 507.")
-    max_analysis_pixels: int = Field(120_000_000, description="Largest analysis grid (pixels).")
+    max_analysis_pixels: int = Field(2_000_000_000, description="Largest analysis grid (pixels): a bound on time, not memory "
+                                                                 "(large grids run block by block); an analysis whose products "
+                                                                 "could not fit on the data folder's disk is refused too.")
     max_json_kb: int = Field(1024, ge=1, description="Largest request body accepted on JSON routes, KB (413 beyond).")
     max_json_depth: int = Field(32, ge=2, description="Deepest nesting of arrays/objects accepted in a JSON body (422 beyond).")
     auth: Literal["auto", "on", "off"] = Field(

@@ -642,13 +642,23 @@ def merge_pieces(groups: list[list[Piece]], grid: Grid, pixel_size_m: float,
 # --- the whole analysis -------------------------------------------------------------------------------------
 
 
-def local_executor(workers: int | None = None) -> cf.ProcessPoolExecutor:
-    """Local worker processes for blocks (spawned: they share nothing with the caller's threads)."""
-    return cf.ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=multiprocessing.get_context("spawn"))
+def local_executor(workers: int | None = None, initializer=None, initargs: tuple = ()) -> cf.ProcessPoolExecutor:
+    """Local worker processes for blocks (spawned: they share nothing with the caller's threads); started as
+    blocks are submitted. ``initializer(*initargs)`` runs in each, e.g. to die with the caller."""
+    return cf.ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=initializer, initargs=initargs)
 
 
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def executor_slots(executor: cf.Executor) -> int:
+    """Tasks an executor runs at once: a process pool's workers, the threads of a Dask client's cluster."""
+    client = getattr(executor, "_client", None)  # distributed's ClientExecutor
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return getattr(executor, "_max_workers", None) or default_workers()
 
 
 def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, params, *, progress, executor=None,
@@ -690,7 +700,7 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
 
     own_executor = executor is None
     executor = executor or local_executor(parallel)
-    parallel = parallel or getattr(executor, "_max_workers", None) or default_workers()
+    parallel = parallel or executor_slots(executor)
     try:
         progress(f"statistics ({len(mosaic.windows)} sample windows)", 0.02)
         measured = statistics_pass(before_info, after_info, plan, params, mosaic, blocks, executor=executor,
@@ -717,8 +727,8 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     kept: list[BlockResult] = []
     block_seconds = 0.0
     local_stats: set = set()
+    pending: set = set()
     try:
-        pending: set = set()
         queue = list(tasks)
         done = 0
         while queue or pending:
@@ -743,6 +753,8 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
         counts["changed"] += rasters.repaint(repaint)
         rasters.close()
     except BaseException:
+        for future in pending:  # a caller's executor (a Dask cluster) outlives this analysis: stop its blocks
+            future.cancel()
         rasters.close()
         rasters.cleanup()
         raise

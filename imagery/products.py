@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -328,12 +329,14 @@ class TiledRasters:
     dates : (date or None, date or None)
         Acquisition dates of BEFORE and AFTER, tagged on their COGs.
     remove_folder : bool
-        :meth:`cleanup` removes ``folder`` itself (it was made for these files alone).
+        :meth:`cleanup` removes ``folder`` itself (it was made for these files alone); so does garbage
+        collection of this object, so a temporary folder does not outlive the analysis holding it.
     """
 
     def __init__(self, folder: str | os.PathLike, grid: Grid, bands: tuple[str, ...], dates=(None, None),
                  remove_folder: bool = False):
         self.folder, self.grid, self.bands, self.remove_folder = Path(folder), grid, tuple(bands), remove_folder
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True) if remove_folder else None
         self.paths = {name: self.folder / f"{name}.tif" for name in ("change_mask", "change_score", "before", "after")}
         common = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "crs": grid.crs, "transform": grid.transform,
                   "tiled": True, "blockxsize": TILE_PX, "blockysize": TILE_PX, "compress": COMPRESSION,
@@ -405,8 +408,8 @@ class TiledRasters:
     def cleanup(self) -> None:
         """Remove the intermediate files (and the folder when it was made for them)."""
         self.close()
-        if self.remove_folder:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self._remove is not None:
+            self._remove()
         else:
             for path in self.paths.values():
                 path.unlink(missing_ok=True)

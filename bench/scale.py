@@ -1,0 +1,234 @@
+"""Scale benchmark: whole scenes block by block (issue 9). A benchmark, not a test.
+
+    python bench/scale.py [--sizes 4096,8192,16384] [--speedup-size 8192] [--no-speedup] [--no-baseline]
+
+Builds (once, cached under bench/out/) 4-band uint16 pairs at 0.5 m of 4096², 8192² and 16384² pixels:
+the 4096² synthetic base of bench/speed.py (vehicles, tents, structures, sun, season, haze, shift, cloud),
+AFTER resampled onto BEFORE's grid, then tiled 1x1, 2x2 and 4x4 into tiled ZSTD GeoTIFFs (the same
+content repeated, so the work per pixel is the same at every size). Then, each in a child process, with
+the default method (``auto``) and products written (COGs, report, exports):
+
+* every size with the default settings (block-wise above 2048 px, blocks in local processes, one per CPU);
+* the 4096² pair analysed whole in one process (``block_px`` larger than the grid: the path every
+  analysis took before issue 9), the same-process baseline;
+* the speed-up pair (8192²) on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one thread each).
+
+Peak memory is that of the whole process tree (the child, its block processes, Dask's scheduler, nannies
+and workers): the sum of the RSS of every descendant, sampled every 0.1 s from /proc (an upper bound:
+shared library pages count once per process). Targets (2-core machine): peak <= 2.5 GB at every size;
+time within 1.3x of linear in pixels (relative to 4096²); 2 Dask workers >= 1.6x faster than 1; 4096²
+no slower than the whole-grid run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+BASE_PX = 4096
+
+
+def make_pairs(sizes: list[int]) -> dict[int, Path]:
+    """The tiled pairs, one folder each (``before.tif``, ``after.tif``), generated when missing."""
+    sys.path.insert(0, str(ROOT))
+    from bench.speed import make_pair
+
+    base = make_pair(BASE_PX)
+    return {size: tile_pair(base, size) for size in sizes}
+
+
+def tile_pair(base: Path, size: int) -> Path:
+    """``base``'s pair tiled to ``size``² pixels: BEFORE as it is, AFTER read onto BEFORE's grid (bilinear, its
+    misregistration kept), each repeated (size / 4096)² times on the same 0.5 m grid, tiled 512² ZSTD, nodata 0."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from imagery.scenes import inspect_scene, read_onto_grid
+
+    folder = OUT / f"scale_{size}"
+    if (folder / "after.tif").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    before_info, after_info = inspect_scene(base / "before.tif"), inspect_scene(base / "after.tif")
+    reps = size // BASE_PX
+    for name, info in (("before", before_info), ("after", after_info)):
+        raster = read_onto_grid(info, before_info.grid, roles=tuple(before_info.bands))
+        data = np.where(raster.valid, np.clip(np.round(raster.data), 1, 65535), 0).astype(np.uint16)
+        rows, cols = data.shape[1:]
+        with rasterio.open(base / "before.tif") as ref:
+            transform, crs = ref.transform, ref.crs
+        with rasterio.open(base / f"{name}.tif") as src:
+            tags, descriptions = src.tags(), src.descriptions
+        profile = {"driver": "GTiff", "width": cols * reps, "height": rows * reps, "count": data.shape[0], "dtype": "uint16",
+                   "crs": crs, "transform": transform, "nodata": 0, "tiled": True, "blockxsize": 512, "blockysize": 512,
+                   "compress": "ZSTD", "bigtiff": "IF_SAFER"}
+        tmp = folder / f".{name}.tif"
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.update_tags(**tags)
+            for i, d in enumerate(descriptions, start=1):
+                dst.set_band_description(i, d or before_info.bands[i - 1])
+            for i in range(reps):
+                for j in range(reps):
+                    dst.write(data, window=Window(j * cols, i * rows, cols, rows))
+        os.replace(tmp, folder / f"{name}.tif")
+    print(f"tiled {size} x {size} pair -> {folder}", flush=True)
+    return folder
+
+
+CHILD = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+
+def main():
+    from imagery.pipeline import AnalysisParams, analyze
+    from imagery.products import write_products
+    from imagery.scenes import inspect_scene
+    folder, block_px, dask_workers = Path({folder!r}), {block_px!r}, {dask_workers!r}
+    b, a = inspect_scene(folder / "before.tif"), inspect_scene(folder / "after.tif")
+    cluster = client = executor = None
+    if dask_workers:
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        executor = client.get_executor(pure=False)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir={out!r}) as tmp:
+        r = analyze(b, a, None, AnalysisParams(block_px=block_px, max_pixels=10**10), executor=executor,
+                    scratch=Path(tmp) / "scratch")
+        t1 = time.perf_counter()
+        write_products(r, Path(tmp) / "out")
+        t2 = time.perf_counter()
+        sizes = {{p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}}
+    print(json.dumps({{"analysis_s": t1 - t0, "products_s": t2 - t1, "objects": len(r.objects),
+                      "blocks": r.change.details.get("blockwise", {{}}).get("blocks", 1), "timings": r.timings,
+                      "product_bytes": sum(sizes.values())}}))
+    if client is not None:
+        client.close(); cluster.close()
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
+    """One analysis with products in a child process: its result, wall seconds and the tree's peak RSS."""
+    code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT))
+    script = OUT / f".scale_child_{os.getpid()}.py"  # a file, so spawned block processes can import __main__
+    script.write_text(code)
+    peak = [0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    script.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "wall_s": seconds, "peak_mb": peak[0] / 2**20}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="4096,8192,16384")
+    ap.add_argument("--speedup-size", type=int, default=8192)
+    ap.add_argument("--no-speedup", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    pairs = make_pairs(sorted(set(sizes + ([] if args.no_speedup else [args.speedup_size]))))
+    rows = []
+
+    def record(label: str, size: int, r: dict):
+        rows.append((label, size, r))
+        print(f"  {label:34s} {size:6d}²  {r['analysis_s']:7.1f} s analysis + {r['products_s']:5.1f} s products, "
+              f"peak {r['peak_mb']:6.0f} MB, {r['objects']} objects, {r['blocks']} blocks", flush=True)
+
+    if not args.no_baseline and BASE_PX in pairs:
+        record("whole grid, one process (before)", BASE_PX, run(pairs[BASE_PX], block_px=10**6))
+    for size in sizes:
+        record("auto, local processes", size, run(pairs[size]))
+    if not args.no_speedup:
+        for n in (1, 2):
+            record(f"auto, Dask LocalCluster {n} worker(s)", args.speedup_size, run(pairs[args.speedup_size], dask_workers=n))
+
+    cpus = os.cpu_count()
+    print(f"\n4 bands, 0.5 m, method auto, products written; {cpus} CPUs (shared with other work)")
+    print(f"{'run':36s} {'pixels':>8s} {'total s':>8s} {'analysis':>9s} {'products':>9s} {'s/Mpx':>6s} {'peak MB':>8s} {'objects':>8s}")
+    for label, size, r in rows:
+        total = r["analysis_s"] + r["products_s"]
+        print(f"{label:36s} {size:>7d}² {total:8.1f} {r['analysis_s']:9.1f} {r['products_s']:9.1f} "
+              f"{total / (size * size / 1e6):6.2f} {r['peak_mb']:8.0f} {r['objects']:8d}")
+    auto = {size: r for label, size, r in rows if label.startswith("auto, local")}
+    whole = next((r for label, size, r in rows if label.startswith("whole")), None)
+    total = lambda r: r["analysis_s"] + r["products_s"]  # noqa: E731
+    peak_ok = all(r["peak_mb"] <= 2560 for label, size, r in rows if not label.startswith("whole"))
+    print(f"targets: peak <= 2.5 GB at every size: {'met' if peak_ok else 'MISSED'} "
+          f"(max {max(r['peak_mb'] for label, size, r in rows if not label.startswith('whole')):.0f} MB)")
+    if BASE_PX in auto:
+        for size, r in sorted(auto.items()):
+            if size != BASE_PX:
+                ratio = total(r) / (total(auto[BASE_PX]) * (size / BASE_PX) ** 2)
+                print(f"  {size}²: {ratio:.2f}x linear from 4096² ({'met' if ratio <= 1.3 else 'MISSED'}: <= 1.3x)")
+        if whole is not None:
+            print(f"  4096² block-wise {total(auto[BASE_PX]):.1f} s vs whole grid {total(whole):.1f} s "
+                  f"({'met' if total(auto[BASE_PX]) <= total(whole) else 'MISSED'}: no slower)")
+    dask = {label: r for label, size, r in rows if "Dask" in label}
+    if len(dask) == 2:
+        one, two = (dask[k] for k in sorted(dask))
+        speedup = total(one) / total(two)
+        print(f"  Dask 2 workers vs 1 on {args.speedup_size}²: x{speedup:.2f} "
+              f"({'met' if speedup >= 1.6 else 'MISSED'}: >= 1.6x; analysis alone x{one['analysis_s'] / two['analysis_s']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
