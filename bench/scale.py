@@ -14,7 +14,7 @@ the default method (``auto``) and products written (COGs, report, exports):
 * the speed-up pair (8192²) on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one thread each).
 
 Peak memory is that of the whole process tree (the child, its block processes, Dask's scheduler, nannies
-and workers): the sum of the RSS of every descendant, sampled every 0.1 s from /proc (an upper bound:
+and workers): the sum of the RSS of every descendant, sampled every 0.2 s from /proc (an upper bound:
 shared library pages count once per process). Targets (2-core machine): peak <= 2.5 GB at every size;
 time within 1.3x of linear in pixels (relative to 4096²); 2 Dask workers >= 1.6x faster than 1; 4096²
 no slower than the whole-grid run.
@@ -121,33 +121,26 @@ if __name__ == "__main__":
 
 
 def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+    """``pid`` and every process below it (``/proc/PID/task/TID/children``)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
     return out
 
 
-def tree_rss_bytes(pid: int) -> int:
-    total = 0
-    for p in descendants(pid):
-        try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
@@ -155,14 +148,16 @@ def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
     code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT))
     script = OUT / f".scale_child_{os.getpid()}.py"  # a file, so spawned block processes can import __main__
     script.write_text(code)
-    peak = [0]
+    peak = [0, 0]  # the tree's, the analysing process's own
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
 
     def sample():
-        while not done.wait(0.1):
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+        while not done.wait(0.2):
+            own = rss_bytes(proc.pid)
+            peak[0] = max(peak[0], own + sum(rss_bytes(p) for p in descendants(proc.pid)[1:]))
+            peak[1] = max(peak[1], own)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -174,7 +169,7 @@ def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"child failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    return {**result, "wall_s": seconds, "peak_mb": peak[0] / 2**20}
+    return {**result, "wall_s": seconds, "peak_mb": peak[0] / 2**20, "parent_peak_mb": peak[1] / 2**20}
 
 
 def main(argv=None):
@@ -191,7 +186,7 @@ def main(argv=None):
     def record(label: str, size: int, r: dict):
         rows.append((label, size, r))
         print(f"  {label:34s} {size:6d}²  {r['analysis_s']:7.1f} s analysis + {r['products_s']:5.1f} s products, "
-              f"peak {r['peak_mb']:6.0f} MB, {r['objects']} objects, {r['blocks']} blocks", flush=True)
+              f"peak {r['peak_mb']:6.0f} MB (parent {r['parent_peak_mb']:.0f}), {r['objects']} objects, {r['blocks']} blocks", flush=True)
 
     if not args.no_baseline and BASE_PX in pairs:
         record("whole grid, one process (before)", BASE_PX, run(pairs[BASE_PX], block_px=10**6))

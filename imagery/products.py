@@ -291,6 +291,9 @@ def is_complete(outdir: str | os.PathLike) -> bool:
 
 #: Tile side of the intermediate GeoTIFFs a block-wise analysis writes its rasters into.
 TILE_PX = 512
+#: GDAL's block cache while those are turned into COGs, MB (the blocks are done by then; GDAL's default,
+#: 5 % of the RAM, would fill with the whole grid's tiles).
+TILED_CACHE_MB = 512
 
 
 def product_bytes(pixels: int, bands: int, *, blockwise: bool) -> int:
@@ -400,7 +403,7 @@ class TiledRasters:
         ``folder``, streamed from the intermediate files."""
         self.close()
         resampling = {"change_mask": "nearest", "change_score": "average", "before": "average", "after": "average"}
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES"):
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES", GDAL_CACHEMAX=TILED_CACHE_MB):
             for name, path in self.paths.items():
                 with rasterio.open(path) as src:
                     copy_cog(src, folder / f"{name}.tif", resampling[name])
