@@ -151,6 +151,7 @@ class RangeReader(io.RawIOBase):
         super().__init__()
         self.http, self.url, self.size, self.max_bytes, self.deadline = http, url, size, max_bytes, deadline
         self.pos = self.read_bytes = 0
+        self.error: UpstreamError | None = None  # GDAL turns an exception in a read into its own I/O error
 
     def readable(self) -> bool:
         return True
@@ -166,6 +167,16 @@ class RangeReader(io.RawIOBase):
         return self.pos
 
     def readinto(self, buffer) -> int:
+        try:
+            return self._readinto(buffer)
+        except UpstreamError as exc:
+            self.error = exc
+            raise
+        except httpx.HTTPError as exc:
+            self.error = UpstreamError(f"STAC asset: {self.url.host} could not be read ({type(exc).__name__})")
+            raise self.error from None
+
+    def _readinto(self, buffer) -> int:
         n = min(len(buffer), self.size - self.pos)
         if n <= 0:
             return 0
@@ -215,9 +226,11 @@ def copy_asset(http: httpx.Client, url: str, dst: Path, settings: Settings, aoi_
     """Open the asset's header with GDAL (over range requests, or from a whole download when the host does not
     answer them), check it against the item's ``proj:`` fields, and write the AOI's window to ``dst``."""
     import rasterio
+    from rasterio._err import CPLE_BaseError
 
     max_bytes = settings.max_upload_mb * 1024 * 1024
     final, size = probe(http, url, settings.stac_hosts, setting)
+    readers: list[RangeReader] = []
     if size is None:
         whole = dst.with_suffix(".download")
         with open(whole, "wb") as fh:
@@ -225,21 +238,23 @@ def copy_asset(http: httpx.Client, url: str, dst: Path, settings: Settings, aoi_
                   max_bytes=max_bytes, deadline=deadline)
         opened = lambda: rasterio.open(whole)  # noqa: E731
     else:
-        reader = RangeReader(http, final, size, max_bytes=max_bytes, deadline=deadline)
         name = "asset.tif"
 
         def opener(path, mode="rb"):
             if Path(str(path)).name != name:  # GDAL looking for side-car files (.ovr, .aux.xml, .msk)
                 raise FileNotFoundError(path)
-            reader.seek(0)
-            return io.BufferedReader(reader, RANGE_BUFFER)
+            readers.append(RangeReader(http, final, size, max_bytes=max_bytes, deadline=deadline))
+            return io.BufferedReader(readers[-1], RANGE_BUFFER)
 
         opened = lambda: rasterio.open(name, opener=opener)  # noqa: E731
     try:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), opened() as src:
             check_header(src, proj)
             write_window(src, dst, aoi_window(src, aoi_geometry), settings.max_scene_pixels)
-    except rasterio.errors.RasterioError as exc:
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+        failed = next((r.error for r in readers if r.error is not None), None)
+        if failed is not None:
+            raise failed from None
         raise InvalidRequest(f"the STAC asset is not a readable GeoTIFF ({str(exc).splitlines()[0][:200]})") from None
     finally:
         if size is None:
