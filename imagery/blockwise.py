@@ -782,7 +782,8 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     finally:
         if own_executor:
             executor.shutdown(wait=True, cancel_futures=True)
-    objects = sorted(objects + merged, key=lambda o: -o.area_m2)
+    # largest first, ties north to south then west to east: the same order whatever order the blocks finished in
+    objects = sorted(objects + merged, key=lambda o: (-o.area_m2, -o.geometry.centroid.y, o.geometry.centroid.x))
     objects = [replace(o, id=i) for i, o in enumerate(objects, start=1)]
     watch.lap("merge")
     progress("done", 1.0)

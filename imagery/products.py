@@ -320,7 +320,9 @@ def scratch_folder(outdir: str | os.PathLike):
 
 class TiledRasters:
     """The raster products of a block-wise analysis, written block by block (rasterio windows) into tiled,
-    ZSTD-compressed GeoTIFFs; :meth:`write_cogs` streams them into the product COGs. Holds no pixels itself.
+    uncompressed GeoTIFFs (the parent writes each block as it comes without compressing it; the disk they
+    take is counted in :func:`product_bytes`); :meth:`write_cogs` streams them into the compressed product
+    COGs. Holds no pixels itself.
 
     Parameters
     ----------
@@ -342,17 +344,16 @@ class TiledRasters:
         self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True) if remove_folder else None
         self.paths = {name: self.folder / f"{name}.tif" for name in ("change_mask", "change_score", "before", "after")}
         common = {"driver": "GTiff", "width": grid.cols, "height": grid.rows, "crs": grid.crs, "transform": grid.transform,
-                  "tiled": True, "blockxsize": TILE_PX, "blockysize": TILE_PX, "compress": COMPRESSION,
-                  "zstd_level": COMPRESSION_LEVEL, "bigtiff": "IF_SAFER"}
+                  "tiled": True, "blockxsize": TILE_PX, "blockysize": TILE_PX, "bigtiff": "IF_SAFER"}
         self._env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK="YES")
         with self._env:
             self._files = {
                 "change_mask": rasterio.open(self.paths["change_mask"], "w+", count=1, dtype="uint8", nodata=MASK_NOT_ANALYSED,
                                              **common),
                 "change_score": rasterio.open(self.paths["change_score"], "w+", count=1, dtype="float32",
-                                              nodata=SCORE_NODATA, predictor=3, **common),
-                "before": rasterio.open(self.paths["before"], "w+", count=len(bands), dtype="float32", predictor=3, **common),
-                "after": rasterio.open(self.paths["after"], "w+", count=len(bands), dtype="float32", predictor=3, **common),
+                                              nodata=SCORE_NODATA, **common),
+                "before": rasterio.open(self.paths["before"], "w+", count=len(bands), dtype="float32", **common),
+                "after": rasterio.open(self.paths["after"], "w+", count=len(bands), dtype="float32", **common),
             }
         self._files["change_mask"].set_band_description(1, "change")
         self._files["change_mask"].update_tags(VALUES=MASK_VALUES_TAG)
