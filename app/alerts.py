@@ -56,17 +56,13 @@ def matched(rule: dict, counts: dict) -> int:
     return sum(int(table.get(c, {}).get(k, 0)) for c in changes for k in classes)
 
 
-def base_url(settings: Settings) -> str:
-    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-
-
 def events_for(session: Session, settings: Settings, analysis_id: str, summary: dict) -> list[Delivery]:
     """The outbox rows of a succeeded analysis: one event per alert of its AOI whose rule it meets."""
     analysis = store.load_analysis(session, analysis_id)
     if analysis is None:
         return []
     aoi = store.get_aoi(session, analysis.team, analysis.aoi_id)
-    root = f"{base_url(settings)}/v1/analyses/{analysis.id}"
+    root = f"{settings.base_url()}/v1/analyses/{analysis.id}"
     out = []
     for alert in store.alerts_of(session, aoi.id):
         rule, zone = alert.rule, alert.rule.get("zone")

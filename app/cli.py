@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aoi import InvalidAOIError, read_aoi_file
-from imagery.errors import ImageryError
+from imagery.errors import ImageryError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="basewatch: what changed between two satellite images of an area of interest.")
 console = Console(stderr=True)
@@ -75,7 +75,7 @@ def detect(
             write_products(analysis, out_dir, overwrite=overwrite,
                            aoi={"name": aoi_read.name, "area_m2": round(aoi_read.area_m2, 1)} if aoi_read else None)
     except (ImageryError, InvalidAOIError, ValueError, OSError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        fail(first_line(exc))
     print_summary(analysis, out_dir)
 
 
@@ -95,7 +95,7 @@ def export(
     try:
         fc, summary = read_changes(product_dir), read_summary(product_dir)
     except (OSError, ValueError) as exc:
-        fail(f"{product_dir} is not a product folder ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        fail(f"{product_dir} is not a product folder ({type(exc).__name__}: {first_line(exc)})")
     target = out_dir or product_dir
     target.mkdir(parents=True, exist_ok=True)
     for path in write_exports(fc, summary, target, formats=tuple(dict.fromkeys(formats))):
@@ -183,7 +183,7 @@ def watch(
         aoi_read = read_aoi_file(aoi)
         infos = [(inspect_scene(p), p) for p in scenes]
     except (ImageryError, InvalidAOIError, ValueError, OSError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        fail(first_line(exc))
     undated = [p.name for info, p in infos if info.acquired is None]
     if undated:
         fail(f"{', '.join(undated)}: no acquisition date tag (ACQUISITION_DATE or TIFFTAG_DATETIME); the chain is by date")
@@ -207,7 +207,7 @@ def watch(
                 summary, status = read_summary(out_dir / "analyses" / name), "succeeded"
             except (ImageryError, ValueError) as exc:
                 console.print(f"[yellow]note:[/yellow] {before_path.name} → {after_path.name} not analysed: "
-                              f"{str(exc).splitlines()[0]}", highlight=False)
+                              f"{first_line(exc)}", highlight=False)
                 summary, status = None, "failed"
             items.append(make_item(after.acquired, after_path.name, aoi_read.area_m2, first=False,
                                    analysis_id=f"analyses/{name}" if summary else None, status=status, summary=summary))

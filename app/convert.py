@@ -17,12 +17,12 @@ def main(argv: list[str]) -> int:
     src, dst, dtype, parent = argv
     die_with_parent(int(parent))
     from app.ingest import convert_to_cog
-    from imagery.errors import InvalidSceneError
+    from imagery.errors import InvalidSceneError, first_line
 
     try:
         convert_to_cog(Path(src), Path(dst), dtype)
     except InvalidSceneError as exc:
-        print(str(exc).splitlines()[0], file=sys.stderr)
+        print(first_line(exc), file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -23,6 +23,7 @@ from imagery.errors import (
     InvalidSceneError,
     NoOverlapError,
     SceneTooLargeError,
+    first_line,
 )
 from imagery.tiles import TileOutOfRange
 
@@ -173,7 +174,7 @@ def error_response(exc: Exception) -> JSONResponse:
     if status == 500 and not isinstance(exc, ServiceError):
         message = "internal error; see the server log"
     else:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 

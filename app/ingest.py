@@ -35,8 +35,8 @@ from starlette.requests import Request
 from app.errors import DISK_FULL, InsufficientStorage, InvalidRequest, Overloaded, PayloadTooLarge
 from app.models import Scene, new_id
 from app.settings import Settings
-from imagery.errors import InvalidSceneError
-from imagery.scenes import SceneInfo, SceneLimits, first_line, gdal_env, inspect_scene, open_scene, parse_date
+from imagery.errors import InvalidSceneError, first_line
+from imagery.scenes import SceneInfo, SceneLimits, gdal_env, inspect_scene, open_scene, parse_date
 
 MAX_FIELD_BYTES = 10_000
 

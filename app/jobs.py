@@ -252,7 +252,7 @@ class Heartbeat(threading.Thread):
 def run_job(analysis_id: str, settings_json: str) -> str:
     """Run one analysis to the end; returns the final status. Never raises for a bad analysis."""
     from app.alerts import events_for
-    from imagery.errors import ImageryError
+    from imagery.errors import ImageryError, first_line
 
     settings = Settings.model_validate_json(settings_json)
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cachemax_mb))
@@ -273,7 +273,7 @@ def run_job(analysis_id: str, settings_json: str) -> str:
     except Cancelled:
         return "cancelled"
     except (ImageryError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         with sessions() as session:
             store.fail(session, analysis_id, worker, message)
         return "failed"

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     def binds_loopback_only(self) -> bool:
         return is_loopback(self.host)
 
+    def base_url(self, request_base_url: str | None = None) -> str:
+        """The root URL clients reach the service at, without a trailing slash: ``public_url`` when set, else
+        the URL the request came in at, else the address `serve` binds to (for links sent outside a request)."""
+        return (self.public_url or request_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     def described(self) -> list[tuple[str, str, str]]:
         """(variable, value, description) for every setting, for `basewatch config`."""
         rows = []

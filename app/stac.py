@@ -28,6 +28,7 @@ from app.models import Scene
 from app.outbound import CHUNK, MAX_REDIRECTS, allowed_url, client, fetch
 from app.schemas import StacRegister
 from app.settings import Settings
+from imagery.errors import first_line
 from imagery.raster import BAND_ROLES
 
 SETTING = "BASEWATCH_STAC_HOSTS"
@@ -255,7 +256,7 @@ def copy_asset(http: httpx.Client, url: str, dst: Path, settings: Settings, aoi_
         failed = next((r.error for r in readers if r.error is not None), None)
         if failed is not None:
             raise failed from None
-        raise InvalidRequest(f"the STAC asset is not a readable GeoTIFF ({str(exc).splitlines()[0][:200]})") from None
+        raise InvalidRequest(f"the STAC asset is not a readable GeoTIFF ({first_line(exc)[:200]})") from None
     finally:
         if size is None:
             whole.unlink(missing_ok=True)

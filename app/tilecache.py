@@ -26,6 +26,7 @@ from rasterio.errors import RasterioError
 from app.errors import Overloaded, ProductUnavailable, log_once
 from app.settings import Settings
 from app.stamps import Stamp
+from imagery.errors import first_line
 
 #: Bump when rendering changes, so ETags and disk caches of older renderings are not reused.
 RENDER_VERSION = "4"
@@ -217,7 +218,7 @@ class ProductCache:
         message = f"the products of analysis {ref.analysis_id} cannot be read (corrupt or missing files); see the server log"
         self._broken[ref.analysis_id] = (message, time.monotonic())
         log_once(f"broken-product-{ref.analysis_id}", "analysis %s: product files unreadable: %s",
-                 ref.analysis_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                 ref.analysis_id, first_line(exc))
         return ProductUnavailable(message)
 
     def submit(self, fn, *args) -> Future:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy import ndimage
+from skimage import morphology
 
 
 def local_median(image: np.ndarray, valid: np.ndarray, window_px: float, *, stats=None) -> np.ndarray:
@@ -93,11 +94,23 @@ def median_block_px(window_px: float) -> int:
     return max(1, int(window_px // 5))
 
 
-def robust_sigma(values: np.ndarray) -> float:
-    """Standard deviation from the median absolute deviation (Gaussian-consistent); 0 for constant input."""
+def disk(radius_px: int) -> np.ndarray:
+    """A disk of ``radius_px`` pixels (a single pixel for 0 or less) as a boolean structuring element."""
+    return morphology.disk(max(0, int(radius_px))).astype(bool)
+
+
+def robust_sigma(values: np.ndarray, *, nonzero: bool = False) -> float:
+    """Standard deviation from the median absolute deviation (Gaussian-consistent) of the finite values.
+
+    0 for constant input or no finite value; with ``nonzero`` (a scale to divide by) the standard deviation
+    when the MAD is 0 (more than half the values equal), and 1 when that is 0 too or no value is finite.
+    """
     values = np.asarray(values)
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return 0.0
+        return 1.0 if nonzero else 0.0
     med = np.median(values)
-    return float(1.4826 * np.median(np.abs(values - med)))
+    mad = float(1.4826 * np.median(np.abs(values - med)))
+    if mad > 0 or not nonzero:
+        return mad
+    return float(values.std() or 1.0)

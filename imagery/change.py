@@ -12,9 +12,10 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from scipy import ndimage, special
+from scipy import special
 from scipy import stats as scipy_stats
 
+from imagery.background import robust_sigma
 from imagery.normalize import MADFit
 from imagery.scenestats import SceneStats, scene_stats
 from imagery.thresholds import kittler_illingworth, otsu
@@ -84,15 +85,6 @@ class ChangeResult:
     area_labels: frozenset = frozenset()  # labels of ``objects`` that are changed areas, not delineated things
 
 
-def robust_sigma(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent)."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return 1.0
-    mad = float(np.median(np.abs(values - np.median(values)))) * 1.4826
-    return mad if mad > 0 else float(values.std() or 1.0)
-
-
 def chi2_score(statistic: np.ndarray, dof: int) -> np.ndarray:
     """P(change) = chi-square CDF of a calibrated statistic (regularised lower gamma), float32."""
     return special.gammainc(dof / 2.0, np.maximum(statistic, 0.0).astype(np.float32) / 2.0).astype(np.float32)
@@ -143,7 +135,7 @@ def cva_method(inputs: ChangeInputs) -> ChangeResult:
     diff = inputs.after - inputs.before
     stat = np.zeros(inputs.analysed.shape, dtype=np.float32)
     for k in range(diff.shape[0]):
-        sigma = stats.take(f"sigma{k}", lambda: robust_sigma(diff[k].ravel()[inputs.sample]))
+        sigma = stats.take(f"sigma{k}", lambda: robust_sigma(diff[k].ravel()[inputs.sample], nonzero=True))
         stat += (diff[k] / sigma) ** 2
     dof = diff.shape[0]
     stat /= stats.take("calibration", lambda: calibrate(stat.ravel()[inputs.sample], dof))

@@ -5,6 +5,12 @@ Each error is also the matching built-in (``ValueError`` for bad input,
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): one-line errors."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class ImageryError(Exception):
     """Root of every error raised by the imagery package."""
 

@@ -42,7 +42,7 @@ from scipy import ndimage
 from scipy import stats as scipy_stats
 from skimage import morphology
 
-from imagery.background import edge_padded, local_median, median_block_px, robust_sigma, shifted
+from imagery.background import disk, edge_padded, local_median, median_block_px, robust_sigma, shifted
 from imagery.scenestats import SceneStats, scene_stats
 
 #: Approximate centre wavelength (nm) per band role, for the spectra of the shade lines.
@@ -95,10 +95,6 @@ class ObjectChanges:
     kinds: dict
     statistic: np.ndarray
     details: dict = field(default_factory=dict)
-
-
-def disk(radius_m: float, pixel_size_m: float) -> np.ndarray:
-    return morphology.disk(max(1, int(round(radius_m / pixel_size_m)))).astype(bool)
 
 
 # --- 1. candidates --------------------------------------------------------------------------------
@@ -156,7 +152,7 @@ def candidate_regions(after: np.ndarray, before: np.ndarray, analysed: np.ndarra
     keep = np.zeros(n + 1, bool)
     keep[np.unique(labels[seeds & grown])] = True
     keep[0] = False
-    mask = ndimage.binary_opening(keep[labels], structure=disk(0.5, pixel_size_m))
+    mask = ndimage.binary_opening(keep[labels], structure=disk(max(1, int(round(0.5 / pixel_size_m)))))
     mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_m2 / pixel_size_m**2)) - 1)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     return labels, n, stat, residual_sigma

@@ -30,7 +30,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
-from imagery.errors import BandError, InvalidSceneError, NoOverlapError, SceneTooLargeError
+from imagery.errors import BandError, InvalidSceneError, NoOverlapError, SceneTooLargeError, first_line
 from imagery.grid import Grid, nominal_pixel_size_m, transform_bounds_densified
 from imagery.raster import BAND_ROLES, Raster
 
@@ -153,11 +153,6 @@ def open_scene(path: str) -> rasterio.io.DatasetReader:
             return rasterio.open(path, driver=ALLOWED_DRIVERS[0])
     except RasterioError as exc:
         raise InvalidSceneError(f"{Path(path).name}: not a readable GeoTIFF ({first_line(exc)})") from None
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def inspect_scene(

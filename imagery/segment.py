@@ -11,13 +11,10 @@ import numpy as np
 from scipy import ndimage
 from skimage import morphology
 
+from imagery.background import disk
 from imagery.change import ChangeResult
 from imagery.grid import Grid
 from imagery.objects import MASK_VALUES, ChangeObject, SizeRules, objects_from_labels
-
-
-def disk(radius_px: int) -> np.ndarray:
-    return morphology.disk(max(0, radius_px)).astype(bool)
 
 
 def clean_mask(changed: np.ndarray, *, pixel_size_m: float, min_area_m2: float) -> np.ndarray:

@@ -39,10 +39,6 @@ class AnalysisOptions(BaseModel):
     mask_clouds: bool = True
 
 
-def base_url(request: Request, settings) -> str:
-    return (settings.public_url or str(request.base_url)).rstrip("/")
-
-
 @router.post("/aois/{aoi_id}/analyses", status_code=202, response_model=AnalysisOut)
 def create_analysis(aoi_id: str, body: AnalysisCreate, request: Request, response: Response, session: SessionDep,
                     settings: SettingsDep, principal: AnalystDep) -> AnalysisOut:
@@ -70,7 +66,7 @@ def create_analysis(aoi_id: str, body: AnalysisCreate, request: Request, respons
                                                params=options.model_dump(exclude_defaults=True)))
     request.app.state.dispatcher_wake()
     response.headers["Location"] = f"/v1/analyses/{row.id}"
-    return analysis_out(row, base_url(request, settings))
+    return analysis_out(row, settings.base_url(str(request.base_url)))
 
 
 @router.get("/analyses", response_model=Page[AnalysisOut])
@@ -81,7 +77,7 @@ def list_analyses(
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=store.MAX_LIMIT)] = store.DEFAULT_LIMIT,
 ) -> Page[AnalysisOut]:
     rows, nxt = store.list_analyses(session, principal.team, aoi_id=aoi_id, status=status, cursor=cursor, limit=limit)
-    base = base_url(request, settings)
+    base = settings.base_url(str(request.base_url))
     return Page[AnalysisOut](items=[analysis_out(r, base) for r in rows], next=nxt)
 
 
@@ -89,7 +85,7 @@ def list_analyses(
 def get_analysis(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep,
                  principal: PrincipalDep) -> AnalysisOut:
     """Status, progress, error (a reason a person can act on), summary and links."""
-    return analysis_out(store.get_analysis(session, principal.team, analysis_id), base_url(request, settings))
+    return analysis_out(store.get_analysis(session, principal.team, analysis_id), settings.base_url(str(request.base_url)))
 
 
 @router.delete("/analyses/{analysis_id}", status_code=204)

@@ -64,7 +64,7 @@ async def lookup_async(request: Request, principal: Principal, analysis_id: str)
 
 
 def tile_url_template(request: Request, settings, analysis_id: str, layer: str, token: str | None) -> str:
-    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    base = settings.base_url(str(request.base_url))
     url = f"{base}/v1/analyses/{analysis_id}/tiles/{{z}}/{{x}}/{{y}}.png?layer={layer}"
     return url + (f"&token={token}" if token else "")
 
@@ -232,6 +232,6 @@ def wmts(request: Request, analysis_id: str, principal: MapPrincipalDep, setting
 
     ref = lookup(request, principal, analysis_id)
     info = request.app.state.products.renderer(ref).info()
-    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    base = settings.base_url(str(request.base_url))
     xml = wmts_capabilities(info, f"{base}/v1/analyses/{analysis_id}", token=principal.token, title=f"basewatch analysis {analysis_id}")
     return Response(content=xml, media_type="application/xml")
