@@ -9,6 +9,8 @@ from __future__ import annotations
 
 #: What happened to an object between the dates, in the order tables list them.
 CHANGE_TYPES = ("appeared", "disappeared", "changed")
+#: Human names of the change types (tables, filters).
+CHANGE_LABELS = {"appeared": "Appeared", "disappeared": "Disappeared", "changed": "Changed"}
 #: Object classes, smallest first.
 CLASSES = ("vehicle", "vehicle_group", "tent", "structure", "other")
 #: Human names of the classes (tables, popups).
@@ -47,5 +49,6 @@ LAYER_TITLES = {
 
 def as_json() -> dict:
     """The contract as the viewer receives it."""
-    return {"change_types": list(CHANGE_TYPES), "classes": list(CLASSES), "class_labels": CLASS_LABELS,
-            "change_colours": CHANGE_COLOURS, "layers": {k: LAYER_TITLES[k][0] for k in LAYERS}}
+    return {"change_types": list(CHANGE_TYPES), "change_labels": CHANGE_LABELS, "classes": list(CLASSES),
+            "class_labels": CLASS_LABELS, "change_colours": CHANGE_COLOURS,
+            "layers": {k: LAYER_TITLES[k][0] for k in LAYERS}}

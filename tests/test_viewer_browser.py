@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imagery import contract
 from tests.live import ROOT, LiveServer, wait_for_analysis
 
 CHROMIUM = "/usr/bin/chromium"
@@ -252,7 +253,17 @@ def test_viewer_renders_swipes_and_zooms_to_objects(site, browser):
         shown = page.eval_on_selector_all("#caveats li", "items => items.map(li => li.textContent)")
         assert analysis["summary"]["caveats"], "the test scene should carry a caveat (clouds) for the list to be tested"
         assert shown == analysis["summary"]["caveats"]
-        assert page.locator("#counts tbody tr").count() == 5
+        assert page.locator("#counts tbody tr").count() == len(contract.CLASSES)
+        # Change types, their names and colours come from the product contract the page embeds.
+        assert page.eval_on_selector_all("#counts thead th", "ths => ths.map(th => th.textContent)") == \
+            ["Class"] + [contract.CHANGE_LABELS[c] for c in contract.CHANGE_TYPES]
+        assert page.eval_on_selector_all(".chip[data-change]", "cs => cs.map(c => c.dataset.change)") == list(contract.CHANGE_TYPES)
+        swatch_colours = page.eval_on_selector_all(".chip .swatch", "ss => ss.map(s => getComputedStyle(s).backgroundColor)")
+        assert swatch_colours == ["rgb({}, {}, {})".format(*contract.rgb(contract.CHANGE_COLOURS[c])) for c in contract.CHANGE_TYPES]
+        appeared = sum(f["properties"]["change"] == "appeared" for f in features)
+        page.click('.chip[data-change="appeared"]')
+        assert page.locator("#object-list .object").count() == len(features) - appeared
+        page.click('.chip[data-change="appeared"]')
         assert page.locator("#object-list .object").count() == len(features)
         assert page.text_content("#aoi-name") == "viewer test"
         assert analysis["summary"]["aoi"]["mgrs"] in page.text_content("#aoi-location")

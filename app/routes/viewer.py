@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from app import store
 from app.deps import MapPrincipalDep, SessionDep, SettingsDep
 from app.errors import NotFound
 from app.routes.tiles import lookup
+from imagery import contract
 
 router = APIRouter(prefix="/v1", tags=["viewer"])
 
@@ -41,7 +43,9 @@ def asset_version() -> str:
 
 @lru_cache(maxsize=1)
 def template() -> str:
-    return TEMPLATE.read_text(encoding="utf-8")
+    """The page with the product contract (change types, colours, classes) filled in as JSON."""
+    contract_json = json.dumps(contract.as_json(), separators=(",", ":")).replace("<", "\\u003c")
+    return TEMPLATE.read_text(encoding="utf-8").replace("{{contract_json}}", contract_json)
 
 
 def content_security_policy(public_url: str | None) -> str:

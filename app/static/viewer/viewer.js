@@ -14,10 +14,15 @@
 (function () {
   "use strict";
 
-  var COLORS = { appeared: "#ff2a2a", disappeared: "#19d3ff", changed: "#ffd21a" };
-  var CHANGES = ["appeared", "disappeared", "changed"];
-  var CLASSES = ["vehicle", "vehicle_group", "tent", "structure", "other"];
-  var CLASS_LABELS = { vehicle: "Vehicle", vehicle_group: "Vehicle group", tent: "Tent", structure: "Structure", other: "Other" };
+  // The product contract (change types and their colours, object classes), filled in by the server from
+  // imagery/contract.py; the stylesheet's --appeared, --disappeared, --changed come from it too.
+  var CONTRACT = JSON.parse(document.getElementById("bw-contract").textContent);
+  var COLORS = CONTRACT.change_colours;
+  var CHANGES = CONTRACT.change_types;
+  var CHANGE_LABELS = CONTRACT.change_labels;
+  var CLASSES = CONTRACT.classes;
+  var CLASS_LABELS = CONTRACT.class_labels;
+  CHANGES.forEach(function (c) { document.documentElement.style.setProperty("--" + c, COLORS[c]); });
   var POLL_MS = 2000;
 
   var analysisId = document.body.getAttribute("data-analysis-id");
@@ -38,7 +43,8 @@
   var $ = function (id) { return document.getElementById(id); };
   var map, afterPane, layers = {}, loadingLayers = {}, features = [], featureLayers = {}, objectGroup = null, highlight = null;
   var labelGroup = null, labelMarkers = {};
-  var filter = { appeared: true, disappeared: true, changed: true };
+  var filter = {};
+  CHANGES.forEach(function (c) { filter[c] = true; });
   var nativeMaxZoom = 18;
 
   // ---------------------------------------------------------------------------------------------
@@ -197,6 +203,7 @@
   }
 
   function main() {
+    buildChangeTypeControls();
     setStatusLine("Loading analysis…");
     waitForAnalysis().then(function (a) {
       if (a.status === "failed") {
@@ -300,7 +307,8 @@
     var tfoot = document.querySelector("#counts tfoot");
     tbody.textContent = "";
     tfoot.textContent = "";
-    var totals = { appeared: 0, disappeared: 0, changed: 0 };
+    var totals = {};
+    CHANGES.forEach(function (c) { totals[c] = 0; });
     CLASSES.forEach(function (cls) {
       var tr = el("tr");
       tr.appendChild(el("th", null, CLASS_LABELS[cls])).setAttribute("scope", "row");
@@ -584,18 +592,35 @@
     });
     map.on("zoomend moveend resize", declutter);
 
-    var chips = document.querySelectorAll(".chip[data-change]");
-    Array.prototype.forEach.call(chips, function (chip) {
+    renderList();
+  }
+
+  /** The parts of the page that list the change types: the counts table's columns and the filter chips. */
+  function buildChangeTypeControls() {
+    var head = document.querySelector("#counts thead tr");
+    var filters = $("change-filters");
+    CHANGES.forEach(function (c) {
+      var th = el("th", "num");
+      th.setAttribute("scope", "col");
+      th.appendChild(el("span", "swatch " + c));
+      th.appendChild(document.createTextNode(CHANGE_LABELS[c]));
+      head.appendChild(th);
+      document.querySelector("#counts colgroup").appendChild(el("col"));
+
+      var chip = el("button", "chip active " + c);
+      chip.type = "button";
+      chip.setAttribute("data-change", c);
+      chip.setAttribute("aria-pressed", "true");
+      chip.appendChild(el("span", "swatch " + c));
+      chip.appendChild(document.createTextNode(CHANGE_LABELS[c]));
       chip.addEventListener("click", function () {
-        var c = chip.getAttribute("data-change");
         filter[c] = !filter[c];
         chip.classList.toggle("active", filter[c]);
         chip.setAttribute("aria-pressed", String(filter[c]));
         renderList();
       });
-      chip.setAttribute("aria-pressed", "true");
+      filters.appendChild(chip);
     });
-    renderList();
   }
 
   function renderList() {
