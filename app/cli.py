@@ -34,12 +34,23 @@ def split_bands(text: Optional[str]) -> Optional[list[str]]:
 
 
 @app.command()
+def methods():
+    """List the change methods (name and what it does)."""
+    from imagery.change import METHODS
+
+    table = Table("method", "what it does", box=None)
+    for name, method in METHODS.items():
+        table.add_row(name, method.summary)
+    console.print(table)
+
+
+@app.command()
 def detect(
     before: Path = typer.Argument(..., help="Older scene (GeoTIFF/COG)."),
     after: Path = typer.Argument(..., help="Newer scene (GeoTIFF/COG)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Product folder to create."),
     aoi: Optional[Path] = typer.Option(None, "--aoi", help="Area of interest GeoJSON (lon/lat). Default: the scenes' overlap."),
-    method: str = typer.Option("default", "--method", "-m", help="Change method: default (auto), auto, objects, hacd, irmad, cva or diff."),
+    method: str = typer.Option("default", "--method", "-m", help="Change method: default (auto) or one listed by `basewatch methods`."),
     before_bands: Optional[str] = typer.Option(None, help="Band roles of BEFORE in file order, e.g. blue,green,red,nir."),
     after_bands: Optional[str] = typer.Option(None, help="Band roles of AFTER in file order."),
     before_date: Optional[str] = typer.Option(None, help="Acquisition date of BEFORE (ISO 8601) if not tagged."),

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from imagery.change import METHODS
+
 T = TypeVar("T")
 
 Status = Literal["queued", "running", "succeeded", "failed"]
@@ -167,10 +169,19 @@ class TimelineItem(BaseModel):
                                   "analysed (cloud, nodata, partial coverage). The chain's first date is not a gap.")
 
 
+def method_enum(schema: dict) -> None:
+    """Lists the change methods of :data:`imagery.change.METHODS` as the OpenAPI enum of ``method`` (the route
+    checks the name, so an unknown one is a 422 that names the choices)."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["enum"] = list(METHODS)
+
+
 class AnalysisCreate(BaseModel):
     before_scene_id: str
     after_scene_id: str
-    method: str | None = Field(None, description="Change method (default: the product default).")
+    method: str | None = Field(None, json_schema_extra=method_enum, description=(
+        "Change method (default: auto). " + "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items()) + "."))
     params: dict[str, Any] = Field(default_factory=dict, description="Optional: pixel_size_m, margin_m, coregister, mask_clouds.")
 
 

@@ -7,6 +7,7 @@ import json
 
 from app.models import Alert, Analysis, Aoi, Delivery, Scene, Zone
 from app.schemas import AlertOut, AnalysisOut, AoiOut, DeliveryOut, SceneOut, ZoneOut
+from imagery.contract import LAYERS
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -46,7 +47,7 @@ def analysis_links(analysis_id: str, base: str, status: str) -> dict[str, str]:
             "summary": f"{root}/summary.json",
             "viewer": f"{root}/viewer",
             "wmts": f"{root}/WMTSCapabilities.xml",
-            **{f"tilejson_{layer}": f"{root}/tilejson.json?layer={layer}" for layer in ("before", "after", "score", "changes")},
+            **{f"tilejson_{layer}": f"{root}/tilejson.json?layer={layer}" for layer in LAYERS},
             **{f"{name}_tif": f"{root}/files/{name}.tif" for name in ("change_mask", "change_score", "before", "after")},
         })
     return links

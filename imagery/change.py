@@ -154,13 +154,6 @@ def diff_method(inputs: ChangeInputs) -> ChangeResult:
                         rule=f"Otsu on |brightness difference| = {thr:.3f}", details={"statistic": "brightness difference"})
 
 
-METHODS: dict[str, Callable[[ChangeInputs], ChangeResult]] = {
-    "irmad": irmad_method,
-    "cva": cva_method,
-    "diff": diff_method,
-}
-
-
 # --- hyperbolic anomalous change (HACD) ----------------------------------------------------------
 
 #: Prior probability that a pixel changed; the Bayes decision threshold is LLR > log((1 - PI) / PI).
@@ -384,8 +377,6 @@ def hacd_method(inputs: ChangeInputs) -> ChangeResult:
                                  "vegetation_rule": inputs.pixel_size_m > VEGETATION_RULE_MIN_PX_M})
 
 
-METHODS["hacd"] = hacd_method
-
 
 # --- object-level change at high resolution -------------------------------------------------------------
 
@@ -466,16 +457,37 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
     * coarser: ``hacd``.
     """
     if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.shape[0] >= 2:
-        result = merge_results(METHODS["objects"](inputs), METHODS["regions"](inputs))
+        result = merge_results(objects_method(inputs), regions_method(inputs))
         chosen = "objects+regions"
     elif inputs.pixel_size_m <= REGION_MAX_PX_M:
-        result, chosen = METHODS["regions"](inputs), "regions"
+        result, chosen = regions_method(inputs), "regions"
     else:
-        result, chosen = METHODS["hacd"](inputs), "hacd"
+        result, chosen = hacd_method(inputs), "hacd"
     result.details["resolved_method"] = chosen
     return result
 
 
-METHODS["objects"] = objects_method
-METHODS["regions"] = regions_method
-METHODS["auto"] = auto_method
+@dataclass(frozen=True)
+class Method:
+    """A change method of the registry: its function and a one-line summary (CLI help, OpenAPI)."""
+
+    function: Callable[[ChangeInputs], ChangeResult]
+    summary: str
+
+    def __call__(self, inputs: ChangeInputs) -> ChangeResult:
+        return self.function(inputs)
+
+
+#: The change methods by name. Adding one is one entry here plus its function; the CLI, the API's
+#: ``method`` enum and the pipeline all read this table.
+METHODS: dict[str, Method] = {
+    "auto": Method(auto_method, "the default: objects and changed areas up to 1.5 m, changed areas up to 5 m, "
+                                "HACD coarser"),
+    "objects": Method(objects_method, "objects that appeared, disappeared or changed, with sun, season and lean "
+                                      "explained away (high resolution)"),
+    "regions": Method(regions_method, "changed areas: buildings with their plots, earthworks, cleared ground"),
+    "hacd": Method(hacd_method, "hyperbolic anomalous change (joint Gaussian likelihood ratio)"),
+    "irmad": Method(irmad_method, "IR-MAD chi-square on the raw dates, calibrated on the data"),
+    "cva": Method(cva_method, "change vector analysis: squared difference over a robust noise sigma, calibrated"),
+    "diff": Method(diff_method, "brightness difference, Otsu threshold (a baseline)"),
+}

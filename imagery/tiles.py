@@ -51,6 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import morecantile
 import numpy as np
@@ -68,7 +69,7 @@ from imagery.tileencode import FORMATS, Pixels, empty_tile, encode
 
 __all__ = [
     "LAYERS", "TileOutOfRange", "TileTooCostly", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM", "MAX_READ_PIXELS",
-    "FORMATS", "empty_tile",
+    "FORMATS", "empty_tile", "LAYER_DRAWINGS",
 ]
 
 
@@ -522,14 +523,13 @@ class TileRenderer:
         tilesize = _check_tilesize(tilesize)
         if tile.z < self._info.minzoom:
             raise TileOutOfRange(f"zoom {tile.z} is below this product's minzoom {self._info.minzoom} (see its TileJSON)")
+        drawing = LAYER_DRAWINGS[layer]
         pixels = None
-        if layer == "changes":
-            pixels = self._render_changes(tile, tilesize)
-        elif self.tile_exists(tile.z, tile.x, tile.y):
-            pixels = self._render_score(tile, tilesize) if layer == "score" else self._render_image(layer, tile, tilesize)
+        if not drawing.within_raster or self.tile_exists(tile.z, tile.x, tile.y):
+            pixels = drawing.draw(self, layer, tile, tilesize)
         if pixels is None:
             return empty_tile(tilesize, fmt)
-        return encode(pixels, fmt, lossless=layer in ("score", "changes"))
+        return encode(pixels, fmt, lossless=drawing.lossless)
 
     def close(self) -> None:
         """Close the open files (a reader set in use by a render is closed when that render ends).
@@ -664,7 +664,7 @@ class TileRenderer:
             rgba[~valid] = 0
         return Pixels(rgba)
 
-    def _render_score(self, tile, tilesize: int) -> Pixels | None:
+    def _render_score(self, layer: str, tile, tilesize: int) -> Pixels | None:
         got = self._read_valid("score", tile, tilesize, 1, fill=0.0)
         if got is None or not got[1].any():
             return None
@@ -680,7 +680,7 @@ class TileRenderer:
             return None
         return Pixels(index, self._score_palette)
 
-    def _render_changes(self, tile, tilesize: int) -> Pixels | None:
+    def _render_changes(self, layer: str, tile, tilesize: int) -> Pixels | None:
         """Palette pixels: the change mask, then the objects' outlines."""
         index = None
         if self.tile_exists(tile.z, tile.x, tile.y):
@@ -732,3 +732,24 @@ class TileRenderer:
                 draw.line(list(zip(px.tolist(), py.tolist())), fill=_OUTLINE_INDEX[self._changes[i]],
                           width=OUTLINE_WIDTH, joint="curve")
         return np.asarray(im)
+
+
+@dataclass(frozen=True)
+class LayerDrawing:
+    """How a map layer is drawn: ``draw(renderer, layer, tile, tilesize)`` gives its pixels or None."""
+
+    draw: Callable[..., Pixels | None]
+    lossless: bool  # overlays keep exact colours (palette PNG, lossless WebP); imagery may be lossy
+    within_raster: bool  # drawn only where the layer's raster has data (the changes layer also outlines beyond)
+
+
+#: Every map layer of :data:`imagery.contract.LAYERS` and how it is drawn. Adding a layer is its file and title
+#: in the contract, one entry here and its function; the routes, TileJSON and WMTS read the contract.
+LAYER_DRAWINGS: dict[str, LayerDrawing] = {
+    "before": LayerDrawing(TileRenderer._render_image, lossless=False, within_raster=True),
+    "after": LayerDrawing(TileRenderer._render_image, lossless=False, within_raster=True),
+    "score": LayerDrawing(TileRenderer._render_score, lossless=True, within_raster=True),
+    "changes": LayerDrawing(TileRenderer._render_changes, lossless=True, within_raster=False),
+}
+if tuple(LAYER_DRAWINGS) != LAYERS:
+    raise RuntimeError("every layer of imagery.contract.LAYERS needs a drawing here, in the contract's order")

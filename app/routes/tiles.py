@@ -25,15 +25,13 @@ from app.deps import MapPrincipalDep, Principal, SettingsDep, identify, map_cred
 from app.errors import NotFound, ServiceError
 from app.tilecache import MEDIA_TYPES, CachedTile, ProductRef
 from app.views import as_utc, etag_matches
+from imagery.contract import LAYERS
 
 router = APIRouter(prefix="/v1/analyses", tags=["tiles"])
 
 
-class Layer(str, Enum):
-    before = "before"
-    after = "after"
-    score = "score"
-    changes = "changes"
+#: The map layers of the product contract, as the routes' enum (OpenAPI lists them).
+Layer = Enum("Layer", {name: name for name in LAYERS}, type=str)
 
 
 def load_ref(request: Request, analysis_id: str) -> ProductRef:
@@ -128,7 +126,7 @@ async def tile(
     x: Annotated[int, PathParam(ge=0)],
     y: Annotated[int, PathParam(ge=0)],
     principal: MapPrincipalDep,
-    layer: Annotated[Layer, Query(description="before | after | score | changes")] = Layer.changes,
+    layer: Annotated[Layer, Query(description=" | ".join(LAYERS))] = Layer.changes,
 ) -> Response:
     """A 256 px Web Mercator (WebMercatorQuad) tile: PNG, or WebP (lossy for imagery, lossless for the
     overlays) when ``Accept`` prefers image/webp. Tiles outside the analysis are transparent; a z/x/y
@@ -157,7 +155,6 @@ async def tile(
 #: Paths of :func:`tile` (FastAPI validates z <= 30 and the layer again on the way to the route).
 TILE_PATH = re.compile(r"/v1/analyses/([^/]+)/tiles/(\d{1,2})/(\d{1,10})/(\d{1,10})\.png")
 TILE_ROUTE = next(route for route in router.routes if getattr(route, "endpoint", None) is tile)
-LAYERS = {layer.value for layer in Layer}
 WANTED_HEADERS = {b"authorization", b"host", b"accept", b"if-none-match"}
 
 
