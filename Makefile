@@ -9,7 +9,7 @@ export BASEWATCH_DATA_DIR ?= ./data
 export BASEWATCH_HOST ?= 127.0.0.1
 export BASEWATCH_PORT ?= 8000
 
-.PHONY: setup run test bench clean browser services
+.PHONY: setup run test test-fast bench clean browser services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ run: setup
 
 test: setup browser services
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m fast
 
 bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'

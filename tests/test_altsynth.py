@@ -22,6 +22,8 @@ if str(ROOT) not in sys.path:          # `pytest` (not `python -m pytest`) does 
 
 from bench import altsynth as A  # noqa: E402
 
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+
 SMALL = {"size_m": 200.0}
 
 

@@ -1,8 +1,11 @@
 """Clouds and cloud shadows: what is marked not analysed."""
 
 import numpy as np
+import pytest
 
 from imagery.clouds import skylit
+
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
 
 BANDS = ("blue", "green", "red", "nir")
 

@@ -7,6 +7,8 @@ from scipy import ndimage
 from imagery.coregister import estimate_shift, structure_band
 from tests.conftest import textured
 
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+
 
 @pytest.mark.parametrize("shift", [(2.7, -1.6), (-4.35, 3.2), (0.4, 0.25), (1.0, -5.0)])
 def test_known_shift_recovered_to_a_tenth_of_a_pixel(shift):

@@ -1,5 +1,9 @@
 """Object stage rules on small hand-made arrays."""
 
+import pytest
+
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+
 
 def test_presence_works_on_a_single_band():
     """The presence test must not fail on panchromatic data (np.cov of one band is 0-d)."""

@@ -1,6 +1,9 @@
 """Classes from sizes in metres."""
 
 from imagery.objects import classify
+import pytest
+
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
 
 
 def test_a_pixelated_vehicle_outline_is_still_a_vehicle():

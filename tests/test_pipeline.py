@@ -10,6 +10,8 @@ from imagery.pipeline import AnalysisParams, Stopwatch, prepare
 from imagery.scenes import inspect_scene
 from imagery.synth import make_pair, preset, write_pair
 
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+
 
 def prepared(tmp_path, params):
     pair = make_pair(params)

@@ -19,6 +19,8 @@ from shapely.geometry import box, mapping
 from app.mapdocs import tilejson, wmts_capabilities
 from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, TileTooCostly
 
+pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+
 CRS = "EPSG:32635"
 RES = 0.5
 ORIGIN = (400000.0, 5370000.0)  # upper-left corner, UTM 35N (about 25.6 E, 48.5 N)
