@@ -401,20 +401,8 @@ def report_figure(analysis, summary: dict):
     panels = []
     for k, (img, side) in enumerate(((b_img, "before"), (a_img, "after"))):
         ax = axes(x_first + k * (panel_w + GAP_IN), panel_y, panel_w, panel_h)
-        ax.imshow(img, extent=extent, interpolation="nearest")
-        ax.imshow(veil, extent=extent, interpolation="nearest")
-        draw_aoi(ax, analysis, grid)
-        draw_outlines(ax, objects)
-        ax.set_xlim(left, right)
-        ax.set_ylim(bottom, top)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.text(0.012, 0.985, f"{side.upper()}  {summary[f'{side}_date'] or 'date unknown'}", transform=ax.transAxes,
-                ha="left", va="top", fontsize=9, fontweight="bold", family=TEXT_FONT,
-                bbox=dict(boxstyle="square,pad=0.3", fc="white", ec="none", alpha=0.9))
-        keep_clear = draw_scale_and_north(ax, grid, extent)
-        tag = ax.texts[0].get_window_extent(renderer).transformed(ax.transData.inverted()).extents
-        panels.append((ax, keep_clear + [tuple(tag)]))
+        panels.append((ax, draw_scene_panel(ax, img, veil, extent, analysis, f"{side.upper()}  "
+                                            f"{summary[f'{side}_date'] or 'date unknown'}", renderer)))
     labels, unplaced = place_labels(panels[1][0], objects, panels[1][1], renderer)
     for ax, _ in panels:
         draw_labels(ax, labels)
@@ -425,9 +413,49 @@ def report_figure(analysis, summary: dict):
     widths = (3.3, 4.1, usable - 3.3 - 4.1 - 0.3)
     tax = axes(MARGIN_IN, band_y + 0.08, widths[0], BAND_IN - 0.12)
     tax.axis("off")
+    draw_counts_table(tax, objects)
+
+    fx = MARGIN_IN + widths[0] + 0.15
+    fax = axes(fx, band_y + 0.08, widths[1], BAND_IN - 0.12)
+    fax.axis("off")
+    facts_text(fax, summary, objects, unplaced, widths[1] * DPI, renderer)
+
+    cx = fx + widths[1] + 0.15
+    cax = axes(cx, band_y + 0.08, widths[2], BAND_IN - 0.12)
+    cax.axis("off")
+    draw_caveats(cax, summary.get("caveats") or [], widths[2] * DPI, renderer)
+
+    # footer: sources, method and software, wrapped to the page
+    fig.text(MARGIN_IN / PAGE_WIDTH_IN, (MARGIN_IN + FOOTER_IN) / fig_h,
+             "\n".join(wrap(footer_text(summary), usable * DPI, 6.5, renderer)), fontsize=6.5, family=TEXT_FONT, va="top",
+             color="#333333", linespacing=1.25)
+    return fig, labels, unplaced
+
+
+def draw_scene_panel(ax, img: np.ndarray, veil: np.ndarray, extent: tuple, analysis, tag: str, renderer) -> list:
+    """One date's panel: the image, the not-analysed/outside-AOI veil, the AOI, the outlines, the date tag, scale
+    bar and north arrow. Returns the boxes (data coordinates) that labels must keep clear of."""
+    left, right, bottom, top = extent
+    ax.imshow(img, extent=extent, interpolation="nearest")
+    ax.imshow(veil, extent=extent, interpolation="nearest")
+    draw_aoi(ax, analysis, analysis.grid)
+    draw_outlines(ax, analysis.objects)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.012, 0.985, tag, transform=ax.transAxes, ha="left", va="top", fontsize=9, fontweight="bold",
+            family=TEXT_FONT, bbox=dict(boxstyle="square,pad=0.3", fc="white", ec="none", alpha=0.9))
+    keep_clear = draw_scale_and_north(ax, analysis.grid, extent)
+    box = ax.texts[0].get_window_extent(renderer).transformed(ax.transData.inverted()).extents
+    return keep_clear + [tuple(box)]
+
+
+def draw_counts_table(ax, objects) -> None:
+    """Objects by class (rows) and change type (columns, headed in the change colours), totals in bold."""
     rows = count_table_rows(objects)
-    table = tax.table(cellText=rows, colLabels=["class", *CHANGE_TYPES], loc="upper left", cellLoc="center",
-                      colWidths=[0.31, 0.23, 0.23, 0.23], bbox=[0.0, 0.0, 1.0, 1.0])
+    table = ax.table(cellText=rows, colLabels=["class", *CHANGE_TYPES], loc="upper left", cellLoc="center",
+                     colWidths=[0.31, 0.23, 0.23, 0.23], bbox=[0.0, 0.0, 1.0, 1.0])
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     for (r, c), cell in table.get_celld().items():
@@ -439,29 +467,21 @@ def report_figure(analysis, summary: dict):
         if r >= len(rows) - 1:
             cell.set_text_props(fontweight="bold")
 
-    fx = MARGIN_IN + widths[0] + 0.15
-    fax = axes(fx, band_y + 0.08, widths[1], BAND_IN - 0.12)
-    fax.axis("off")
-    facts_text(fax, summary, objects, unplaced, widths[1] * DPI, renderer)
 
-    cx = fx + widths[1] + 0.15
-    cax = axes(cx, band_y + 0.08, widths[2], BAND_IN - 0.12)
-    cax.axis("off")
-    caveats = summary.get("caveats") or []
+def draw_caveats(ax, caveats: list[str], width_px: float, renderer) -> None:
+    """The caveats as wrapped bullets under a heading (or a line saying none apply)."""
     lines = ["Caveats"] + (
-        [ln for c in caveats for ln in wrap_bullet(c, widths[2] * DPI, renderer)] if caveats else ["none apply to this analysis"])
-    cax.text(0, 1, lines[0], transform=cax.transAxes, va="top", fontsize=8, fontweight="bold", family=TEXT_FONT)
-    cax.text(0, 1 - 0.11, "\n".join(lines[1:]), transform=cax.transAxes, va="top", fontsize=7.2, family=TEXT_FONT,
-             color="#7a4a00" if caveats else "#333333", linespacing=1.3)
+        [ln for c in caveats for ln in wrap_bullet(c, width_px, renderer)] if caveats else ["none apply to this analysis"])
+    ax.text(0, 1, lines[0], transform=ax.transAxes, va="top", fontsize=8, fontweight="bold", family=TEXT_FONT)
+    ax.text(0, 1 - 0.11, "\n".join(lines[1:]), transform=ax.transAxes, va="top", fontsize=7.2, family=TEXT_FONT,
+            color="#7a4a00" if caveats else "#333333", linespacing=1.3)
 
-    # footer: sources, method and software, wrapped to the page
-    foot = (f"Sources: {source_text('before', summary)}; {source_text('after', summary)}.   "
+
+def footer_text(summary: dict) -> str:
+    """Sources, method and software of the analysis, one paragraph."""
+    return (f"Sources: {source_text('before', summary)}; {source_text('after', summary)}.   "
             f"Method: {summary['method']} ({summary['threshold']['rule']}).   "
             f"{summary['software']['name']} {summary['software']['version']}, {summary['created']}.")
-    fig.text(MARGIN_IN / PAGE_WIDTH_IN, (MARGIN_IN + FOOTER_IN) / fig_h,
-             "\n".join(wrap(foot, usable * DPI, 6.5, renderer)), fontsize=6.5, family=TEXT_FONT, va="top", color="#333333",
-             linespacing=1.25)
-    return fig, labels, unplaced
 
 
 def wrap_bullet(text: str, width_px: float, renderer) -> list[str]:
