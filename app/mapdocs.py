@@ -90,6 +90,81 @@ def _sub(parent, prefix: str, tag: str, text=None, **attrib):
     return el
 
 
+def _service_metadata(root: ET.Element, title: str, attribution: str | None, caps_href: str | None,
+                      tile_href: str) -> None:
+    """ServiceIdentification, ServiceProvider and (with a capabilities URL) OperationsMetadata, RESTful."""
+    ident = _sub(root, "ows", "ServiceIdentification")
+    _sub(ident, "ows", "Title", title)
+    _sub(ident, "ows", "ServiceType", "OGC WMTS")
+    _sub(ident, "ows", "ServiceTypeVersion", "1.0.0")
+    if attribution:
+        _sub(_sub(root, "ows", "ServiceProvider"), "ows", "ProviderName", attribution)
+    if caps_href:
+        ops = _sub(root, "ows", "OperationsMetadata")
+        for op, href in (("GetCapabilities", caps_href), ("GetTile", tile_href)):
+            get = _sub(_sub(_sub(_sub(ops, "ows", "Operation", name=op), "ows", "DCP"), "ows", "HTTP"), "ows", "Get",
+                       xlink__href=href)
+            allowed = _sub(_sub(get, "ows", "Constraint", name="GetEncoding"), "ows", "AllowedValues")
+            _sub(allowed, "ows", "Value", "RESTful")
+
+
+def _matrix_limits(info: TileInfo) -> list[tuple[int, int, int, int, int]]:
+    """(zoom, min row, max row, min column, max column) of the tiles covering the product, minzoom to maxzoom."""
+    west, south, east, north = info.bounds
+    limits = []
+    for z in range(info.minzoom, info.maxzoom + 1):
+        ul = TMS.tile(west, north, z)
+        lr = TMS.tile(east, south, z)
+        n = (1 << z) - 1
+        limits.append((z, max(min(ul.y, lr.y), 0), min(max(ul.y, lr.y), n), max(min(ul.x, lr.x), 0), min(max(ul.x, lr.x), n)))
+    return limits
+
+
+def _layer_element(contents: ET.Element, layer: str, bounds: tuple, limits: list, template: str) -> None:
+    """One WMTS Layer: title, abstract, WGS84 bounds (lon/lat), style, format, matrix-set limits, tile URL template."""
+    west, south, east, north = bounds
+    el = _sub(contents, "", "Layer")
+    t, abstract = LAYER_TITLES[layer]
+    _sub(el, "ows", "Title", t)
+    _sub(el, "ows", "Abstract", abstract)
+    bbox = _sub(el, "ows", "WGS84BoundingBox", crs="urn:ogc:def:crs:OGC:2:84")
+    _sub(bbox, "ows", "LowerCorner", f"{west} {south}")
+    _sub(bbox, "ows", "UpperCorner", f"{east} {north}")
+    _sub(el, "ows", "Identifier", layer)
+    style = _sub(el, "", "Style", isDefault="true")
+    _sub(style, "ows", "Identifier", "default")
+    _sub(el, "", "Format", "image/png")
+    link = _sub(el, "", "TileMatrixSetLink")
+    _sub(link, "", "TileMatrixSet", TMS.id)
+    lims = _sub(link, "", "TileMatrixSetLimits")
+    for z, rmin, rmax, cmin, cmax in limits:
+        lim = _sub(lims, "", "TileMatrixLimits")
+        _sub(lim, "", "TileMatrix", TMS.matrix(z).id)
+        _sub(lim, "", "MinTileRow", rmin)
+        _sub(lim, "", "MaxTileRow", rmax)
+        _sub(lim, "", "MinTileCol", cmin)
+        _sub(lim, "", "MaxTileCol", cmax)
+    _sub(el, "", "ResourceURL", format="image/png", resourceType="tile", template=template)
+
+
+def _tile_matrix_set(contents: ET.Element, maxzoom: int) -> None:
+    """The WebMercatorQuad TileMatrixSet (EPSG:3857, GoogleMapsCompatible), matrices 0 to ``maxzoom``."""
+    tms_el = _sub(contents, "", "TileMatrixSet")
+    _sub(tms_el, "ows", "Identifier", TMS.id)
+    _sub(tms_el, "ows", "SupportedCRS", "urn:ogc:def:crs:EPSG::3857")
+    _sub(tms_el, "", "WellKnownScaleSet", "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible")
+    for z in range(0, maxzoom + 1):
+        m = TMS.matrix(z)
+        tm = _sub(tms_el, "", "TileMatrix")
+        _sub(tm, "ows", "Identifier", m.id)
+        _sub(tm, "", "ScaleDenominator", repr(float(m.scaleDenominator)))
+        _sub(tm, "", "TopLeftCorner", f"{m.pointOfOrigin[0]!r} {m.pointOfOrigin[1]!r}")
+        _sub(tm, "", "TileWidth", m.tileWidth)
+        _sub(tm, "", "TileHeight", m.tileHeight)
+        _sub(tm, "", "MatrixWidth", m.matrixWidth)
+        _sub(tm, "", "MatrixHeight", m.matrixHeight)
+
+
 def wmts_capabilities(info: TileInfo, base_url: str, *, layers: tuple[str, ...] = LAYERS, token: str | None = None,
                       title: str = "basewatch", attribution: str | None = None) -> str:
     """OGC WMTS 1.0.0 GetCapabilities document (RESTful) of a product's layers.
@@ -129,69 +204,15 @@ def wmts_capabilities(info: TileInfo, base_url: str, *, layers: tuple[str, ...] 
         "version": "1.0.0",
         "xsi:schemaLocation": "http://www.opengis.net/wmts/1.0 http://schemas.opengis.net/wmts/1.0/wmtsGetCapabilities_response.xsd",
     })
-    ident = _sub(root, "ows", "ServiceIdentification")
-    _sub(ident, "ows", "Title", title)
-    _sub(ident, "ows", "ServiceType", "OGC WMTS")
-    _sub(ident, "ows", "ServiceTypeVersion", "1.0.0")
-    if attribution:
-        _sub(_sub(root, "ows", "ServiceProvider"), "ows", "ProviderName", attribution)
-    if caps_url:
-        ops = _sub(root, "ows", "OperationsMetadata")
-        for op, href in (("GetCapabilities", _with_query(caps_url, token=token)), ("GetTile", base_url.rstrip("/") + "/tiles/")):
-            get = _sub(_sub(_sub(_sub(ops, "ows", "Operation", name=op), "ows", "DCP"), "ows", "HTTP"), "ows", "Get",
-                       xlink__href=href)
-            allowed = _sub(_sub(get, "ows", "Constraint", name="GetEncoding"), "ows", "AllowedValues")
-            _sub(allowed, "ows", "Value", "RESTful")
-
+    _service_metadata(root, title, attribution, caps_url and _with_query(caps_url, token=token),
+                      base_url.rstrip("/") + "/tiles/")
     contents = _sub(root, "", "Contents")
-    west, south, east, north = info.bounds
-    limits = []
-    for z in range(info.minzoom, info.maxzoom + 1):
-        ul = TMS.tile(west, north, z)
-        lr = TMS.tile(east, south, z)
-        n = (1 << z) - 1
-        limits.append((z, max(min(ul.y, lr.y), 0), min(max(ul.y, lr.y), n), max(min(ul.x, lr.x), 0), min(max(ul.x, lr.x), n)))
+    limits = _matrix_limits(info)
     for layer in layers:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}")
-        el = _sub(contents, "", "Layer")
-        t, abstract = LAYER_TITLES[layer]
-        _sub(el, "ows", "Title", t)
-        _sub(el, "ows", "Abstract", abstract)
-        bbox = _sub(el, "ows", "WGS84BoundingBox", crs="urn:ogc:def:crs:OGC:2:84")
-        _sub(bbox, "ows", "LowerCorner", f"{west} {south}")
-        _sub(bbox, "ows", "UpperCorner", f"{east} {north}")
-        _sub(el, "ows", "Identifier", layer)
-        style = _sub(el, "", "Style", isDefault="true")
-        _sub(style, "ows", "Identifier", "default")
-        _sub(el, "", "Format", "image/png")
-        link = _sub(el, "", "TileMatrixSetLink")
-        _sub(link, "", "TileMatrixSet", TMS.id)
-        lims = _sub(link, "", "TileMatrixSetLimits")
-        for z, rmin, rmax, cmin, cmax in limits:
-            lim = _sub(lims, "", "TileMatrixLimits")
-            _sub(lim, "", "TileMatrix", TMS.matrix(z).id)
-            _sub(lim, "", "MinTileRow", rmin)
-            _sub(lim, "", "MaxTileRow", rmax)
-            _sub(lim, "", "MinTileCol", cmin)
-            _sub(lim, "", "MaxTileCol", cmax)
-        _sub(el, "", "ResourceURL", format="image/png", resourceType="tile",
-             template=_with_query(template, layer=layer, token=token))
-
-    tms_el = _sub(contents, "", "TileMatrixSet")
-    _sub(tms_el, "ows", "Identifier", TMS.id)
-    _sub(tms_el, "ows", "SupportedCRS", "urn:ogc:def:crs:EPSG::3857")
-    _sub(tms_el, "", "WellKnownScaleSet", "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible")
-    for z in range(0, info.maxzoom + 1):
-        m = TMS.matrix(z)
-        tm = _sub(tms_el, "", "TileMatrix")
-        _sub(tm, "ows", "Identifier", m.id)
-        _sub(tm, "", "ScaleDenominator", repr(float(m.scaleDenominator)))
-        _sub(tm, "", "TopLeftCorner", f"{m.pointOfOrigin[0]!r} {m.pointOfOrigin[1]!r}")
-        _sub(tm, "", "TileWidth", m.tileWidth)
-        _sub(tm, "", "TileHeight", m.tileHeight)
-        _sub(tm, "", "MatrixWidth", m.matrixWidth)
-        _sub(tm, "", "MatrixHeight", m.matrixHeight)
+        _layer_element(contents, layer, info.bounds, limits, _with_query(template, layer=layer, token=token))
+    _tile_matrix_set(contents, info.maxzoom)
     if caps_url:
         _sub(root, "", "ServiceMetadataURL", xlink__href=_with_query(caps_url, token=token))
     ET.indent(root, space="  ")
