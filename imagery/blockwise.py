@@ -681,6 +681,72 @@ def executor_slots(executor: cf.Executor) -> int:
     return getattr(executor, "_max_workers", None) or default_workers()
 
 
+@dataclass
+class Gathered:
+    """What the parent keeps of the blocks as they finish: the overview for the report (float32 bands, bool
+    masks), pixel counts, the objects, the parts of objects cut by block edges, timing and per-block statistics."""
+
+    view: dict
+    counts: dict = field(default_factory=lambda: dict.fromkeys(
+        ("inside", "analysed", "changed", "cloud", "cloud_shadow", "coherent"), 0))
+    objects: list = field(default_factory=list)
+    kept: list = field(default_factory=list)
+    block_seconds: float = 0.0
+    local_stats: set = field(default_factory=set)
+
+    @classmethod
+    def empty(cls, bands: int, shape: tuple[int, int]) -> Gathered:
+        view = {name: np.zeros((bands, *shape), np.float32) for name in ("before", "after")}
+        view.update({name: np.zeros(shape, bool) for name in ("before_valid", "after_valid", "analysed")})
+        return cls(view)
+
+    def add(self, result: BlockResult) -> None:
+        for name, arr in self.view.items():
+            arr[..., result.overview["rows"], result.overview["cols"]] = result.overview[name]
+        for key in self.counts:
+            self.counts[key] += result.counts[key]
+        self.objects.extend(result.objects)
+        self.block_seconds += result.seconds
+        self.kept.append(result.parts())
+        self.local_stats.update(result.local_stats)
+
+
+def run_blocks(executor, tasks: list, parallel: int, rasters, gathered: Gathered, progress) -> None:
+    """Run :func:`run_block` on every task, at most ``parallel + 1`` in flight (their results are the parent's
+    memory); each result is written into ``rasters`` and added to ``gathered`` as it finishes. On failure the
+    blocks still pending are cancelled (a caller's executor, a Dask cluster, outlives this analysis)."""
+    pending: set = set()
+    try:
+        queue = list(tasks)
+        done = 0
+        while queue or pending:
+            while queue and len(pending) < parallel + 1:
+                pending.add(executor.submit(run_block, queue.pop(0)))
+            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                rasters.write(result.block.core, result)
+                gathered.add(result)
+                done += 1
+                progress(f"blocks {done}/{len(tasks)}", 0.1 + 0.8 * done / len(tasks))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+
+
+def scratch_rasters(scratch: str | os.PathLike | None, grid: Grid, bands: tuple[str, ...], dates: tuple):
+    """The tiled GeoTIFFs the blocks write into (:class:`imagery.products.TiledRasters`), in ``scratch`` or in a
+    temporary folder removed with them."""
+    import tempfile
+
+    from imagery.products import TiledRasters
+
+    folder = Path(tempfile.mkdtemp(prefix="basewatch-blocks-") if scratch is None else scratch)
+    folder.mkdir(parents=True, exist_ok=True)
+    return TiledRasters(folder, grid, bands, dates=dates, remove_folder=scratch is None)
+
+
 @bounded_gdal_cache
 def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, params, *, progress, executor=None,
                       parallel: int | None = None, scratch: str | os.PathLike | None = None):
@@ -704,11 +770,8 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     imagery.pipeline.Analysis
         With ``rasters`` (:class:`imagery.products.TiledRasters`) and an overview for the report.
     """
-    import tempfile
-
     from imagery.objects import SizeRules  # noqa: F401  (the rules every block applies)
     from imagery.pipeline import Analysis, Stopwatch, scene_sources
-    from imagery.products import TiledRasters
     from imagery.report import MAX_PANEL_PX
 
     watch = Stopwatch()
@@ -736,46 +799,15 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
                        pixel_size_m=px, block=b, shift=measured.shift, normalisation=measured.normalisation,
                        mad=measured.mad, stats=measured.stats, params=params, overview=overview,
                        max_object_px=max_object_px(px)) for b in blocks]
-    owned_scratch = scratch is None
-    folder = Path(tempfile.mkdtemp(prefix="basewatch-blocks-") if owned_scratch else scratch)
-    folder.mkdir(parents=True, exist_ok=True)
-    rasters = TiledRasters(folder, grid, plan.bands, dates=(before_info.acquired, after_info.acquired),
-                           remove_folder=owned_scratch)
-    view = {name: np.zeros((len(plan.bands), *overview.shape), np.float32) for name in ("before", "after")}
-    view.update({name: np.zeros(overview.shape, bool) for name in ("before_valid", "after_valid", "analysed")})
-    counts = {"inside": 0, "analysed": 0, "changed": 0, "cloud": 0, "cloud_shadow": 0, "coherent": 0}
-    objects: list[ChangeObject] = []
-    kept: list[BlockResult] = []
-    block_seconds = 0.0
-    local_stats: set = set()
-    pending: set = set()
+    rasters = scratch_rasters(scratch, grid, plan.bands, (before_info.acquired, after_info.acquired))
+    gathered = Gathered.empty(len(plan.bands), overview.shape)
     try:
-        queue = list(tasks)
-        done = 0
-        while queue or pending:
-            while queue and len(pending) < parallel + 1:
-                pending.add(executor.submit(run_block, queue.pop(0)))
-            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                result = future.result()
-                rasters.write(result.block.core, result)
-                for name, arr in view.items():
-                    arr[..., result.overview["rows"], result.overview["cols"]] = result.overview[name]
-                for key in counts:
-                    counts[key] += result.counts[key]
-                objects.extend(result.objects)
-                block_seconds += result.seconds
-                kept.append(result.parts())
-                local_stats.update(result.local_stats)
-                done += 1
-                progress(f"blocks {done}/{len(tasks)}", 0.1 + 0.8 * done / len(tasks))
+        run_blocks(executor, tasks, parallel, rasters, gathered, progress)
         watch.lap("blocks")
-        merged, repaint = merge_pieces(join_pieces(kept), grid, px)
-        counts["changed"] += rasters.repaint(repaint)
+        merged, repaint = merge_pieces(join_pieces(gathered.kept), grid, px)
+        gathered.counts["changed"] += rasters.repaint(repaint)
         rasters.close()
     except BaseException:
-        for future in pending:  # a caller's executor (a Dask cluster) outlives this analysis: stop its blocks
-            future.cancel()
         rasters.close()
         rasters.cleanup()
         raise
@@ -783,20 +815,22 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
         if own_executor:
             executor.shutdown(wait=True, cancel_futures=True)
     # largest first, ties north to south then west to east: the same order whatever order the blocks finished in
-    objects = sorted(objects + merged, key=lambda o: (-o.area_m2, -o.geometry.centroid.y, o.geometry.centroid.x))
+    objects = sorted(gathered.objects + merged, key=lambda o: (-o.area_m2, -o.geometry.centroid.y, o.geometry.centroid.x))
     objects = [replace(o, id=i) for i, o in enumerate(objects, start=1)]
     watch.lap("merge")
     progress("done", 1.0)
 
+    view, counts = gathered.view, gathered.counts
     over_grid = overview.grid(grid)
-    before = Raster(view["before"], view["before_valid"], over_grid, plan.bands, before_info.acquired)
-    after = Raster(view["after"], view["after_valid"], over_grid, plan.bands, after_info.acquired)
+    before, after = (Raster(view[side], view[f"{side}_valid"], over_grid, plan.bands, info.acquired)
+                     for side, info in (("before", before_info), ("after", after_info)))
     inside = max(counts["inside"], 1)
     change = measured.change
     change.details["blockwise"] = {"blocks": len(blocks), "block_px": params.block_px, "halo_px": halo,
                                    "statistics_sample_pixels": measured.sample_pixels,
-                                   "statistics_windows": len(mosaic.windows), "block_seconds": round(block_seconds, 1),
-                                   "statistics_measured_per_block": sorted(local_stats)}
+                                   "statistics_windows": len(mosaic.windows),
+                                   "block_seconds": round(gathered.block_seconds, 1),
+                                   "statistics_measured_per_block": sorted(gathered.local_stats)}
     sources = {**scene_sources(before_info, after_info), "aoi_pixels": counts["inside"],
                "not_analysed": {k: round(counts[k] / inside, 4) for k in ("cloud", "cloud_shadow", "coherent")}
                if params.mask_clouds else {}}
