@@ -123,7 +123,7 @@ def synth(
     """Write a realistic synthetic before/after pair of a base, with its ground truth."""
     import shutil
 
-    from imagery.synth import PRESETS, make_pair, preset, write_pair
+    from synth import PRESETS, make_pair, preset, write_pair
 
     if preset_name not in PRESETS:
         fail(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}", 2)

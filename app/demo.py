@@ -29,7 +29,7 @@ def upload_from_file(path, settings: Settings) -> Upload:
 def ensure_demo(settings: Settings, sessions, *, console=None, seed: int = 7) -> str | None:
     """Create and run the demo analysis unless the data folder already has analyses; returns its id."""
     from aoi import parse_aoi
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     say = console.print if console else (lambda *a, **k: None)
     with sessions() as session:

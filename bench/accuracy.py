@@ -9,8 +9,8 @@ Sentinel-2 cities; per pair and per dataset (pooled over its pixels and the
 mean of its pairs) pixel precision, recall, F1 and the share of pixels
 reported changed. Read each dataset's README for what its labels mark.
 
-Synthetic scenes (imagery.synth presets x seeds, plus the independent
-generator in bench/altsynth.py): what real labels lack, vehicles with known
+Synthetic scenes (synth presets x seeds, plus the independent
+generator synth.alt): what real labels lack, vehicles with known
 truth: object precision/recall/F1 (all objects, and vehicles), false objects
 per km² and pixel F1.
 """
@@ -65,7 +65,7 @@ def score_pair(folder: Path, result, *, coarse: bool) -> dict:
 
 
 def synthetic_scenarios(presets, seeds):
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     for name in presets:
         for seed in seeds:
@@ -74,7 +74,7 @@ def synthetic_scenarios(presets, seeds):
 
 def alt_scenarios(seeds):
     try:
-        from bench import altsynth
+        from synth import alt as altsynth
     except ImportError:
         return
     for name in altsynth.SCENARIOS:

@@ -145,7 +145,7 @@ class Load:
 
 def setup(tmp: Path, workers: int) -> tuple[Service, dict]:
     """Server with a key, a synthetic pair (twice: one for the setup analysis, one for the uploads under load)."""
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     pairs = [write_pair(make_pair(preset("default", seed=seed)), tmp / f"pair{seed}") for seed in (1, 2)]
     service = Service(tmp / "data", env={"BASEWATCH_HTTP_WORKERS": str(workers)}, log=tmp / "server.log").start()

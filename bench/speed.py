@@ -32,7 +32,7 @@ def make_pair(size: int) -> Path:
     sys.path.insert(0, str(ROOT))
     from dataclasses import replace
 
-    from imagery.synth import make_pair as synth, preset, write_pair
+    from synth import make_pair as synth, preset, write_pair
 
     params = replace(preset("default", seed=0), extent_m=size * 0.5, pixel_size_m=0.5, after_pixel_size_m=0.5,
                      vehicles_arrived=60, vehicles_left=30, tents_new=12, structures_new=3)

@@ -1,5 +1,5 @@
 """Small scene pairs with known changes, written as GeoTIFFs, for service tests (fast; the accuracy
-tests use imagery.synth)."""
+tests use the synth package)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""The independent scene-pair generator in bench/altsynth.py: determinism, truth, shading, files."""
+"""The independent scene-pair generator synth.alt: determinism, truth, shading, files."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +14,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:          # `pytest` (not `python -m pytest`) does not put the repo root on sys.path
-    sys.path.insert(0, str(ROOT))
-
-from bench import altsynth as A  # noqa: E402
+from synth import alt as A
 
 pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
 

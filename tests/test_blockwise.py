@@ -29,7 +29,7 @@ AOI_M = 400.0
 def pair(tmp_path_factory):
     """A 512 m synthetic base at 0.5 m (vehicles, tents, structures, sun, season, lean, haze, shift) and an AOI
     placed so that the block edges cross as many objects of a whole-grid run as possible, large ones first."""
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     folder = tmp_path_factory.mktemp("blockwise") / "pair"
     write_pair(make_pair(replace(preset("default", seed=0), extent_m=512.0, pixel_size_m=0.5, after_pixel_size_m=0.5)),

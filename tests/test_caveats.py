@@ -37,7 +37,7 @@ def test_a_single_band_pair_is_analysed_and_its_caveat_reaches_the_summary(tmp_p
 
     from imagery.pipeline import AnalysisParams, analyze
     from imagery.scenes import inspect_scene
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     write_pair(make_pair(preset("default", seed=0)), tmp_path / "ms")
     for name in ("before", "after"):

@@ -8,7 +8,7 @@ import pytest
 
 from imagery.pipeline import AnalysisParams, Stopwatch, prepare
 from imagery.scenes import inspect_scene
-from imagery.synth import make_pair, preset, write_pair
+from synth import make_pair, preset, write_pair
 
 pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic scene generator (imagery.synth): small scenes, real properties."""
+"""Tests of the synthetic scene generator (the synth package): small scenes, real properties."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rasterio.warp import Resampling, reproject
 from skimage.registration import phase_cross_correlation
 
 from imagery.grid import LONLAT, ground_pixel_size_m, utm_crs_for
-from imagery.synth import (
+from synth import (
     APPEARED,
     CHANGED,
     DISAPPEARED,

@@ -56,7 +56,7 @@ def create_key(data_dir: Path, team: str) -> str:
 
 def write_scenes(folder: Path) -> dict[str, Path]:
     """A small synthetic before/after pair (240 m, ~0.55 m pixels) with vehicles, tents and a structure."""
-    from imagery.synth import make_pair, preset, write_pair
+    from synth import make_pair, preset, write_pair
 
     params = dataclasses.replace(preset("default", seed=3), extent_m=240.0)
     return write_pair(make_pair(params), folder)

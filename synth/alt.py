@@ -1,7 +1,7 @@
 """An independent synthetic scene-pair generator for basewatch accuracy benchmarks.
 
 It exists so that benchmark scores can tell whether the detector is right in
-general or only fits the quirks of :mod:`imagery.synth`. It was written without
+general or only fits the quirks of :mod:`synth` (its other modules). It was written without
 looking at that generator and is built the other way round:
 
 * **A raster heightfield world.** The scene is a DEM of objects on flat ground
@@ -56,7 +56,7 @@ alt_clean           changes only, no nuisance (same sun, grid, radiometry; no no
 alt_geographic      as alt_default with both dates in EPSG:4326 (48-62 deg N, sometimes 36-47 deg S)
 =================== ===========================================================================
 
-``python bench/altsynth.py OUT --scenarios alt_default --seeds 0,1 --png`` writes pair
+``python -m synth.alt OUT --scenarios alt_default --seeds 0,1 --png`` writes pair
 folders and quick-look PNGs.
 
 Conventions worth knowing:
@@ -95,7 +95,7 @@ from scipy import ndimage
 
 SCENARIOS = ("alt_default", "alt_nuisance_only", "alt_rgb8", "alt_coarse", "alt_clean", "alt_geographic")
 
-GENERATOR = "basewatch.bench.altsynth"
+GENERATOR = "basewatch.synth.alt"
 VERSION = 1
 
 BANDS4 = ("blue", "green", "red", "nir")
@@ -2328,7 +2328,7 @@ def main(argv=None):
     import argparse
     import time
 
-    ap = argparse.ArgumentParser(description="Write altsynth scene pairs (and quick-look PNGs).")
+    ap = argparse.ArgumentParser(description="Write synth.alt scene pairs (and quick-look PNGs).")
     ap.add_argument("out", type=Path)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--seeds", default="0")
