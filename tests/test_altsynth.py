@@ -16,7 +16,7 @@ from shapely.ops import unary_union
 
 from synth import alt as A
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 SMALL = {"size_m": 200.0}
 

@@ -6,7 +6,7 @@ import pytest
 
 from aoi import InvalidAOIError, parse_aoi, read_aoi_file
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 SQUARE = {"type": "Polygon", "coordinates": [[[24.0, 48.0], [24.01, 48.0], [24.01, 48.01], [24.0, 48.01], [24.0, 48.0]]]}
 

@@ -6,7 +6,7 @@ import pytest
 
 from imagery.pipeline import caveats
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 DATES = (dt.date(2024, 3, 1), dt.date(2024, 4, 1))
 GOOD = dict(bands=("blue", "green", "red", "nir"), dtypes=("uint16", "uint16"), pixel_size_m=0.5,

@@ -15,7 +15,7 @@ from imagery.change import METHODS, ChangeInputs
 from imagery.normalize import fit_irmad, sample_indexes
 from imagery.thresholds import kittler_illingworth, otsu
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 BANDS = ("blue", "green", "red", "nir")
 SIZE = 160

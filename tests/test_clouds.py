@@ -5,7 +5,7 @@ import pytest
 
 from imagery.clouds import skylit
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 BANDS = ("blue", "green", "red", "nir")
 

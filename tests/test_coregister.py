@@ -7,7 +7,7 @@ from scipy import ndimage
 from imagery.coregister import estimate_shift, structure_band
 from tests.conftest import textured
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 @pytest.mark.parametrize("shift", [(2.7, -1.6), (-4.35, 3.2), (0.4, 0.25), (1.0, -5.0)])

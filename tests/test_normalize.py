@@ -5,7 +5,7 @@ import pytest
 
 from imagery.normalize import apply_normalisation, fit_irmad, fit_normalisation, orthogonal_regression
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def synthetic_pair(seed=1, n=200_000, change_fraction=0.05):

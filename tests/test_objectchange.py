@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def test_presence_works_on_a_single_band():

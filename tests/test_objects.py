@@ -3,7 +3,7 @@
 from imagery.objects import classify
 import pytest
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def test_a_pixelated_vehicle_outline_is_still_a_vehicle():

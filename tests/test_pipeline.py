@@ -10,7 +10,7 @@ from imagery.pipeline import AnalysisParams, Stopwatch, prepare
 from imagery.scenes import inspect_scene
 from synth import make_pair, preset, write_pair
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def prepared(tmp_path, params):

@@ -11,7 +11,7 @@ from imagery.regionchange import explanation_applies, quiet_noise
 from imagery.scenes import inspect_scene
 from tests.scenes import fields_change_colour, small_tile, suburb_on_scrub
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def run(pair, tmp_path, method="auto"):

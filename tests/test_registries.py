@@ -15,7 +15,7 @@ from imagery.pipeline import AnalysisParams, analyze
 from imagery.scenes import inspect_scene
 from tests.pairs import small_pair
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from imagery.report import report_figure
 from imagery.scenes import inspect_scene
 from tests.pairs import footprint_geojson, small_pair
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 AOI = {"id": "aoi-1", "name": "North motor pool", "area_m2": 18000.0}
 

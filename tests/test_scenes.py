@@ -13,7 +13,7 @@ from imagery.grid import Grid
 from imagery.scenes import SceneLimits, inspect_scene, read_onto_grid
 from tests.conftest import textured
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 def test_four_band_roles_date_and_grid(four_band):

@@ -29,7 +29,7 @@ from synth import (
     write_pair,
 )
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 SMALL = dict(extent_m=160.0, pixel_size_m=0.5, supersample=2, vehicles_arrived=6, vehicles_left=3, tents_new=2, structures_new=1)
 COUNTS = ("vehicles_arrived", "vehicles_left", "tents_new", "structures_new", "roofs_changed", "clearings_new")

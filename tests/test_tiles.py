@@ -19,7 +19,7 @@ from shapely.geometry import box, mapping
 from app.mapdocs import tilejson, wmts_capabilities
 from imagery.tiles import LAYERS, TMS, TileOutOfRange, TileRenderer, TileTooCostly
 
-pytestmark = pytest.mark.fast  # in-process: no server, browser, database or cluster (make test-fast)
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 CRS = "EPSG:32635"
 RES = 0.5

@@ -8,17 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app import store
+from app import services, store
 from app.deps import AnalystDep, MapPrincipalDep, PrincipalDep, SessionDep, SettingsDep
-from app.errors import InvalidRequest, NotFound
-from app.models import Analysis
-from app.pairs import check_pair
+from app.errors import NotFound
 from app.schemas import AnalysisCreate, AnalysisOut, Page
 from app.views import analysis_out, etag_matches
-from imagery.change import METHODS
-from imagery.pipeline import DEFAULT_METHOD
 from imagery.products import PRODUCT_MEDIA_TYPES
 
 router = APIRouter(prefix="/v1", tags=["analyses"])
@@ -28,42 +23,13 @@ router = APIRouter(prefix="/v1", tags=["analyses"])
 FILES = {name: media for name, media in PRODUCT_MEDIA_TYPES.items() if not name.endswith((".json", ".geojson", ".csv"))}
 
 
-class AnalysisOptions(BaseModel):
-    """Optional analysis parameters accepted from clients."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pixel_size_m: float | None = Field(None, gt=0.05, le=1000)
-    margin_m: float = Field(0.0, ge=0, le=5000)
-    coregister: bool = True
-    mask_clouds: bool = True
-
 
 @router.post("/aois/{aoi_id}/analyses", status_code=202, response_model=AnalysisOut)
 def create_analysis(aoi_id: str, body: AnalysisCreate, request: Request, response: Response, session: SessionDep,
                     settings: SettingsDep, principal: AnalystDep) -> AnalysisOut:
     """Queue an analysis of two scenes over an AOI; answers 202 at once with a Location to poll."""
-    aoi = store.get_aoi(session, principal.team, aoi_id)
-    try:
-        before = store.get_scene(session, principal.team, body.before_scene_id)
-    except NotFound:
-        raise NotFound("before scene not found") from None
-    try:
-        after = store.get_scene(session, principal.team, body.after_scene_id)
-    except NotFound:
-        raise NotFound("after scene not found") from None
-    method = body.method or DEFAULT_METHOD
-    if method not in METHODS:
-        raise InvalidRequest(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    try:
-        options = AnalysisOptions(**body.params)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidRequest(f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    check_pair(aoi, before, after)
-    row = store.add_analysis(session, Analysis(team=principal.team, aoi_id=aoi.id, before_scene_id=before.id,
-                                               after_scene_id=after.id, method=method,
-                                               params=options.model_dump(exclude_defaults=True)))
+    row = services.queue_analysis(session, principal.team, aoi_id, body.before_scene_id, body.after_scene_id,
+                                  body.method, body.params)
     request.app.state.dispatcher_wake()
     response.headers["Location"] = f"/v1/analyses/{row.id}"
     return analysis_out(row, settings.base_url(str(request.base_url)))

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from shapely.geometry import mapping
 
-from aoi import parse_aoi
-from app import store, watch
+from app import services, store, watch
 from app.deps import AnalystDep, PrincipalDep, SessionDep
-from app.models import Aoi
 from app.schemas import AoiCreate, AoiOut, AoiUpdate, Page
 from app.views import aoi_out
 
@@ -20,11 +17,7 @@ router = APIRouter(prefix="/v1/aois", tags=["aois"])
 @router.post("", status_code=201, response_model=AoiOut)
 def create_aoi(body: AoiCreate, session: SessionDep, principal: AnalystDep, response: Response) -> AoiOut:
     """Register an AOI (validated: valid polygon, lon/lat, size limits, not across the antimeridian)."""
-    aoi = parse_aoi(body.geometry, name=body.name)
-    west, south, east, north = aoi.bounds
-    row = store.add_aoi(session, Aoi(team=principal.team, name=body.name, description=body.description,
-                                     geometry=mapping(aoi.geometry), west=west, south=south, east=east, north=north,
-                                     area_m2=aoi.area_m2))
+    row = services.create_aoi(session, principal.team, body.geometry, body.name, body.description)
     response.headers["Location"] = f"/v1/aois/{row.id}"
     return aoi_out(row)
 

@@ -1,0 +1,66 @@
+"""Use cases of the service, the same for HTTP routes, the demo and the CLI: each checks its rules and writes
+its rows through :mod:`app.store`. Routes only translate HTTP (status, headers, links) around them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
+
+from aoi import parse_aoi
+from app import store
+from app.errors import InvalidRequest, NotFound
+from app.models import Analysis, Aoi
+from app.pairs import check_pair
+from imagery.change import METHODS
+
+
+class AnalysisOptions(BaseModel):
+    """Optional analysis parameters accepted from clients."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixel_size_m: float | None = Field(None, gt=0.05, le=1000)
+    margin_m: float = Field(0.0, ge=0, le=5000)
+    coregister: bool = True
+    mask_clouds: bool = True
+
+
+def create_aoi(session: Session, team: str, geometry: dict, name: str, description: str | None = None) -> Aoi:
+    """Register an AOI from GeoJSON (validated by :func:`aoi.parse_aoi`: a valid polygon in lon/lat, within the
+    size limits, not across the antimeridian), with its bounds and geodesic area."""
+    area = parse_aoi(geometry, name=name)
+    west, south, east, north = area.bounds
+    return store.add_aoi(session, Aoi(team=team, name=name, description=description, geometry=area.to_geojson(),
+                                      west=west, south=south, east=east, north=north, area_m2=area.area_m2))
+
+
+def queue_analysis(session: Session, team: str, aoi_id: str, before_scene_id: str, after_scene_id: str,
+                   method: str | None = None, params: dict | None = None) -> Analysis:
+    """Queue an analysis of two of the team's scenes over one of its AOIs.
+
+    Raises NotFound (the AOI or either scene is not the team's) or InvalidRequest (an unknown method, bad
+    params, or a pair that cannot be analysed: see :func:`app.pairs.check_pair`).
+    """
+    from imagery.pipeline import DEFAULT_METHOD
+
+    aoi = store.get_aoi(session, team, aoi_id)
+    try:
+        before = store.get_scene(session, team, before_scene_id)
+    except NotFound:
+        raise NotFound("before scene not found") from None
+    try:
+        after = store.get_scene(session, team, after_scene_id)
+    except NotFound:
+        raise NotFound("after scene not found") from None
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise InvalidRequest(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    try:
+        options = AnalysisOptions(**(params or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidRequest(f"params.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    check_pair(aoi, before, after)
+    return store.add_analysis(session, Analysis(team=team, aoi_id=aoi.id, before_scene_id=before.id,
+                                                after_scene_id=after.id, method=method,
+                                                params=options.model_dump(exclude_defaults=True)))

@@ -1,0 +1,76 @@
+"""The service's use cases (app.services) on their own: a real SQLite database, real scenes, no HTTP. The routes
+and the demo call these, so each rule is tested once here and its HTTP translation in test_api."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import services, store
+from app.db import make_engine, migrate, session_factory
+from app.demo import upload_from_file
+from app.errors import InvalidRequest, NotFound
+from app.ingest import ingest
+from app.settings import Settings
+from tests.pairs import footprint_geojson, small_pair
+
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
+
+
+@pytest.fixture()
+def world(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.ensure_dirs()
+    migrate(settings.db_url)
+    sessions = session_factory(make_engine(settings.db_url))
+    before, after, _ = small_pair(tmp_path / "pair")
+    with sessions() as session:
+        b = store.add_scene(session, ingest(upload_from_file(before, settings), settings, "red"))
+        a = store.add_scene(session, ingest(upload_from_file(after, settings), settings, "red"))
+        aoi = services.create_aoi(session, "red", footprint_geojson(before), "motor pool", "north gate")
+        ids = {"before": b.id, "after": a.id, "aoi": aoi.id}
+    return sessions, ids, before
+
+
+def test_create_aoi_stores_bounds_and_geodesic_area(world):
+    sessions, ids, before = world
+    with sessions() as session:
+        row = store.get_aoi(session, "red", ids["aoi"])
+        assert (row.name, row.description) == ("motor pool", "north gate")
+        assert row.west < row.east and row.south < row.north
+        assert 10_000 < row.area_m2 < 40_000  # the small pair covers 160 m x 160 m
+        with pytest.raises(NotFound):
+            store.get_aoi(session, "blue", ids["aoi"])  # another team does not see it
+
+
+def test_create_aoi_refuses_what_is_not_a_polygon(world):
+    sessions, _, _ = world
+    with sessions() as session, pytest.raises(Exception) as caught:
+        services.create_aoi(session, "red", {"type": "Point", "coordinates": [30.0, 50.0]}, "a point")
+    assert "polygon" in str(caught.value).lower()
+
+
+def test_queue_analysis_applies_every_rule(world):
+    sessions, ids, _ = world
+    good = dict(aoi_id=ids["aoi"], before_scene_id=ids["before"], after_scene_id=ids["after"])
+    with sessions() as session:
+        row = services.queue_analysis(session, "red", **good, params={"margin_m": 5})
+        assert (row.status, row.method, row.params) == ("queued", "auto", {"margin_m": 5.0})
+        cases = [
+            (dict(good, before_scene_id=ids["after"], after_scene_id=ids["before"]), InvalidRequest, "newer"),
+            (dict(good, after_scene_id=ids["before"]), InvalidRequest, "different"),
+            (dict(good, method="magic"), InvalidRequest, "unknown method"),
+            (dict(good, params={"zoom": 3}), InvalidRequest, "params.zoom"),
+            (dict(good, params={"pixel_size_m": 0}), InvalidRequest, "params.pixel_size_m"),
+            (dict(good, before_scene_id="nope"), NotFound, "before scene not found"),
+            (dict(good, after_scene_id="nope"), NotFound, "after scene not found"),
+        ]
+        for kwargs, error, message in cases:
+            with pytest.raises(error) as caught:
+                services.queue_analysis(session, "red", **kwargs)
+            assert message in str(caught.value), (kwargs, caught.value)
+        with pytest.raises(NotFound):
+            services.queue_analysis(session, "blue", **good)  # another team's AOI and scenes
+        rows, _ = store.list_analyses(session, "red")
+        assert [r.id for r in rows] == [row.id]  # refused requests wrote nothing
