@@ -3,15 +3,20 @@ its rows through :mod:`app.store`. Routes only translate HTTP (status, headers, 
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from aoi import parse_aoi
-from app import store
+from app import store, watch
 from app.errors import InvalidRequest, NotFound
-from app.models import Analysis, Aoi
+from app.models import Analysis, Aoi, Scene
 from app.pairs import check_pair
 from imagery.change import METHODS
+
+log = logging.getLogger("basewatch")
 
 
 class AnalysisOptions(BaseModel):
@@ -23,6 +28,28 @@ class AnalysisOptions(BaseModel):
     margin_m: float = Field(0.0, ge=0, le=5000)
     coregister: bool = True
     mask_clouds: bool = True
+
+
+def register_scene(sessions, data_dir: Path, scene: Scene) -> bool:
+    """Record a converted scene, then queue the analyses it means for the watched AOIs it covers.
+
+    ``sessions`` makes database sessions; ``scene.path`` is relative to ``data_dir``. The scene's COG is removed
+    when its row cannot be written (no file without a row). Returns whether analyses were queued; a failure to
+    queue them is logged, not raised (the scene is registered: the next registration or the next start
+    completes the chains).
+    """
+    try:
+        with sessions() as session:
+            store.add_scene(session, scene)
+    except BaseException:
+        (data_dir / scene.path).unlink(missing_ok=True)
+        raise
+    try:
+        with sessions() as session:
+            return bool(watch.scene_registered(session, scene))
+    except Exception:
+        log.exception("scene %s: queueing the analyses of watched AOIs failed", scene.id)
+        return False
 
 
 def create_aoi(session: Session, team: str, geometry: dict, name: str, description: str | None = None) -> Aoi:

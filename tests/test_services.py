@@ -74,3 +74,21 @@ def test_queue_analysis_applies_every_rule(world):
             services.queue_analysis(session, "blue", **good)  # another team's AOI and scenes
         rows, _ = store.list_analyses(session, "red")
         assert [r.id for r in rows] == [row.id]  # refused requests wrote nothing
+
+
+def test_register_scene_records_the_row_or_leaves_no_file(world, tmp_path):
+    sessions, ids, before = world
+    settings = Settings(data_dir=tmp_path / "data")
+    scene = ingest(upload_from_file(before, settings), settings, "red")
+    assert (settings.data_dir / scene.path).exists()
+    assert services.register_scene(sessions, settings.data_dir, scene) is False  # no watched AOI: nothing queued
+    with sessions() as session:
+        assert store.get_scene(session, "red", scene.id).path == scene.path
+
+    broken = ingest(upload_from_file(before, settings), settings, "red")
+    broken.team = None  # the row cannot be written (NOT NULL)
+    with pytest.raises(Exception):
+        services.register_scene(sessions, settings.data_dir, broken)
+    assert not (settings.data_dir / broken.path).exists()
+    with sessions() as session, pytest.raises(NotFound):
+        store.get_scene(session, "red", broken.id)

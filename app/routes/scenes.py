@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from app import stac, store, watch
+from app import services, stac, store
 from app.deps import AnalystDep, PrincipalDep, SessionDep, SettingsDep
 from app.errors import InvalidRequest
 from app.ingest import ingest, receive_upload
@@ -69,20 +69,9 @@ def stac_aoi(request: Request, team: str, aoi_id: str) -> dict:
 
 
 def record_scene(request: Request, scene) -> None:
-    """Record the scene, then queue what it means for the watched AOIs it covers."""
-    settings = request.app.state.settings
-    try:
-        with request.app.state.sessions() as session:
-            store.add_scene(session, scene)
-    except BaseException:
-        (settings.data_dir / scene.path).unlink(missing_ok=True)
-        raise
-    try:
-        with request.app.state.sessions() as session:
-            if watch.scene_registered(session, scene):
-                request.app.state.dispatcher_wake()
-    except Exception:  # the scene is registered: the next registration or start-up completes the chains
-        log.exception("scene %s: queueing the analyses of watched AOIs failed", scene.id)
+    """Register the scene (:func:`app.services.register_scene`); wake the job dispatcher if it queued analyses."""
+    if services.register_scene(request.app.state.sessions, request.app.state.settings.data_dir, scene):
+        request.app.state.dispatcher_wake()
 
 
 @router.get("", response_model=Page[SceneOut])
