@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.pairs import footprint_geojson, small_pair
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,3 +82,76 @@ def wait_for_analysis(client: httpx.Client, analysis_id: str, timeout: float = 3
             return body
         time.sleep(0.5)
     raise TimeoutError(f"analysis {analysis_id} still {body['status']} after {timeout}s")
+
+
+# --- helpers the end-to-end tests share ------------------------------------------------------------
+
+
+def upload(client, path, **fields):
+    with open(path, "rb") as fh:
+        return client.post("/v1/scenes", files={"file": (path.name, fh, "image/tiff")}, data=fields)
+
+
+def leftovers(data_dir):
+    """Files under uploads/ and partial files under scenes/ and analyses/."""
+    found = [p for p in (data_dir / "uploads").rglob("*") if p.is_file()]
+    found += [p for p in (data_dir / "scenes").glob(".*")]
+    found += [p for p in (data_dir / "analyses").glob(".*")]
+    return found
+
+
+def create_key(data_dir, name, team, role="analyst") -> str:
+    out = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--name", name, "--team", team, "--role", role],
+                         cwd=ROOT, env={**__import__("os").environ, "BASEWATCH_DATA_DIR": str(data_dir)},
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, "keys create must print the key alone on stdout"
+    return lines[0]
+
+
+def run_analysis(client, before, after) -> dict:
+    ids = [upload(client, p).json()["id"] for p in (before, after)]
+    aoi = client.post("/v1/aois", json={"name": "hardening", "geometry": footprint_geojson(before)}).json()
+    r = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]})
+    assert r.status_code == 202, r.text
+    body = wait_for_analysis(client, r.json()["id"])
+    assert body["status"] == "succeeded", body["error"]
+    return body
+
+
+def descendants(pid: int) -> set[int]:
+    """Processes whose parent chain reaches ``pid``."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def run_one_analysis(srv: LiveServer, folder) -> dict:
+    before, after, _ = small_pair(folder)
+    client = srv.client()
+    ids = []
+    for path in (before, after):
+        with open(path, "rb") as fh:
+            r = client.post("/v1/scenes", files={"file": (path.name, fh, "image/tiff")})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    aoi = client.post("/v1/aois", json={"name": "scale-out", "geometry": footprint_geojson(before)}).json()
+    aid = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]}).json()["id"]
+    return wait_for_analysis(client, aid)

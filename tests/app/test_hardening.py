@@ -19,19 +19,8 @@ import rasterio
 from affine import Affine
 
 from imagery.tiles import LAYERS, TMS
-from tests.live import ROOT, LiveServer, wait_for_analysis
+from tests.live import ROOT, LiveServer, alive, create_key, descendants, leftovers, run_analysis, upload
 from tests.pairs import footprint_geojson, small_pair
-from tests.test_api import create_key, leftovers, upload
-
-
-def run_analysis(client, before, after) -> dict:
-    ids = [upload(client, p).json()["id"] for p in (before, after)]
-    aoi = client.post("/v1/aois", json={"name": "hardening", "geometry": footprint_geojson(before)}).json()
-    r = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]})
-    assert r.status_code == 202, r.text
-    body = wait_for_analysis(client, r.json()["id"])
-    assert body["status"] == "succeeded", body["error"]
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +48,6 @@ def tile_path(site, z: int, layer: str = "before", dx: int = 0, dy: int = 0) -> 
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
-
-
-def descendants(pid: int) -> set[int]:
-    """Processes whose parent chain reaches ``pid``."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def sparse_tif(path: Path, size: int = 20_000) -> Path:

@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 
 import psycopg
-import pytest
 
-from tests.live import LiveServer, wait_for_analysis
-from tests.pairs import footprint_geojson, small_pair
+from tests.live import LiveServer, run_one_analysis
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"basewatch_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc}); .ci/run starts it")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def run_one_analysis(srv: LiveServer, folder) -> dict:
-    before, after, _ = small_pair(folder)
-    client = srv.client()
-    ids = []
-    for path in (before, after):
-        with open(path, "rb") as fh:
-            r = client.post("/v1/scenes", files={"file": (path.name, fh, "image/tiff")})
-        assert r.status_code == 201, r.text
-        ids.append(r.json()["id"])
-    aoi = client.post("/v1/aois", json={"name": "scale-out", "geometry": footprint_geojson(before)}).json()
-    aid = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]}).json()["id"]
-    return wait_for_analysis(client, aid)
 
 
 def test_service_on_postgresql(tmp_path, pg_url):

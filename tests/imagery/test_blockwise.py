@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,7 +178,7 @@ def test_service_runs_the_blocks_of_one_analysis_on_its_dask_cluster(tmp_path):
     from distributed import Client, LocalCluster
 
     from tests.live import LiveServer
-    from tests.test_scaleout import run_one_analysis
+    from tests.live import run_one_analysis
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         srv = LiveServer(tmp_path / "data", env={"BASEWATCH_DASK_ADDRESS": cluster.scheduler_address,

@@ -3,7 +3,6 @@ and the demo call these, so each rule is tested once here and its HTTP translati
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

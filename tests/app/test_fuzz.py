@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import ROOT, LiveServer
+from tests.live import LiveServer
 from tests.pairs import small_pair
-from tests.test_api import create_key
-from tests.test_hardening import run_analysis
+from tests.live import create_key
+from tests.live import run_analysis
 
 #: Checks that need what an OpenAPI document of this service cannot state: stateful links between
 #: operations (use_after_free, ensure_resource_availability), documented security schemes (ignored_auth),

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagery.tiles import LAYERS, TMS
+from imagery.tiles import TMS
 from tests.live import ROOT, LiveServer
 from tests.pairs import small_pair
-from tests.test_api import create_key
-from tests.test_hardening import alive, descendants, run_analysis
+from tests.live import create_key
+from tests.live import alive, descendants, run_analysis
 
 TILE_ROUTE = "/v1/analyses/{analysis_id}/tiles/{z}/{x}/{y}.png"
 

@@ -23,8 +23,7 @@ from tests.live import LiveServer, wait_for_analysis
 from tests.localhttp import LocalHTTP
 from tests import series
 from tests.pairs import footprint_geojson, small_pair
-from tests.test_api import create_key, leftovers, upload
-from tests.test_scaleout import pg_url  # noqa: F401 (a fixture)
+from tests.live import create_key, leftovers, upload
 
 SECRET = "s3cret-of-the-receiver"
 UTM = "EPSG:32635"  # the CRS of tests.pairs.small_pair, origin (400000, 5370000), 0.5 m pixels

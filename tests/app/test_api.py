@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from affine import Affine
 from PIL import Image
 
 from tests.conftest import write_tif
-from tests.live import ROOT, LiveServer, wait_for_analysis
+from tests.live import ROOT, LiveServer, create_key, leftovers, upload, wait_for_analysis
 from tests.pairs import footprint_geojson, small_pair
 
 
@@ -28,19 +27,6 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     return small_pair(tmp_path_factory.mktemp("pair"))
-
-
-def upload(client, path, **fields):
-    with open(path, "rb") as fh:
-        return client.post("/v1/scenes", files={"file": (path.name, fh, "image/tiff")}, data=fields)
-
-
-def leftovers(data_dir):
-    """Files under uploads/ and partial files under scenes/ and analyses/."""
-    found = [p for p in (data_dir / "uploads").rglob("*") if p.is_file()]
-    found += [p for p in (data_dir / "scenes").glob(".*")]
-    found += [p for p in (data_dir / "analyses").glob(".*")]
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -257,15 +243,6 @@ def test_scene_in_use_cannot_be_deleted_but_unused_can(finished, pair, server):
 
 
 # --- auth and teams ------------------------------------------------------------------------------
-
-
-def create_key(data_dir, name, team, role="analyst") -> str:
-    out = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--name", name, "--team", team, "--role", role],
-                         cwd=ROOT, env={**__import__("os").environ, "BASEWATCH_DATA_DIR": str(data_dir)},
-                         capture_output=True, text=True, check=True)
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "keys create must print the key alone on stdout"
-    return lines[0]
 
 
 def test_auth_teams_and_roles(tmp_path, pair):

@@ -21,8 +21,8 @@ import pytest
 
 from tests.live import LiveServer
 from tests.pairs import small_pair
-from tests.test_api import create_key
-from tests.test_hardening import run_analysis
+from tests.live import create_key
+from tests.live import run_analysis
 
 #: (operation id, extra arguments, path under /v1/analyses/{id}/) of every product download.
 PRODUCTS = [
