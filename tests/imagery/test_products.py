@@ -1,0 +1,76 @@
+"""The product folder (imagery.products) on its own: what write_products writes, that it writes it whole or not
+at all, and that the files say what the contract says (mask codes, nodata, CRS, dates)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from imagery import contract
+from imagery.grid import nominal_pixel_size_m
+from imagery.pipeline import AnalysisParams, analyze
+from imagery.products import PRODUCT_FILES, ProductError, is_complete, read_changes, read_summary, write_products
+from imagery.scenes import inspect_scene
+from tests.pairs import small_pair
+
+pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
+
+
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory):
+    before, after, _ = small_pair(tmp_path_factory.mktemp("pair"))
+    return analyze(inspect_scene(before), inspect_scene(after), None, AnalysisParams())
+
+
+def test_the_folder_holds_every_product_and_they_agree(analysis, tmp_path):
+    out = write_products(analysis, tmp_path / "result", aoi={"name": "motor pool"})
+    assert is_complete(out) and sorted(p.name for p in out.iterdir()) == sorted(PRODUCT_FILES)
+    summary, changes = read_summary(out), read_changes(out)
+    assert summary["aoi"]["name"] == "motor pool"
+    assert summary["counts"]["total"] == len(changes["features"]) == len(analysis.objects) > 0
+    with rasterio.open(out / "change_mask.tif") as ds:
+        mask = ds.read(1)
+        assert ds.nodata == contract.MASK_NOT_ANALYSED and ds.crs == analysis.grid.crs
+        assert ds.transform == analysis.grid.transform and ds.overviews(1)  # a COG with overviews
+        assert ds.tags()["VALUES"] == contract.MASK_VALUES_TAG
+    assert np.array_equal(mask, analysis.mask)
+    assert set(np.unique(mask)) <= set(contract.MASK_VALUES.values())
+    changed_px = int(np.isin(mask, contract.MASK_CHANGED).sum())
+    assert changed_px * nominal_pixel_size_m(analysis.grid) ** 2 == pytest.approx(summary["changed_area_m2"], abs=0.05)
+    with rasterio.open(out / "change_score.tif") as ds:
+        score = ds.read(1, masked=True)
+        assert float(score.min()) >= 0.0 and float(score.max()) <= 1.0
+        assert np.array_equal(np.ma.getmaskarray(score), ~analysis.analysed)  # not analysed is nodata
+    for side in ("before", "after"):
+        with rasterio.open(out / f"{side}.tif") as ds:
+            assert ds.tags()["ACQUISITION_DATE"] == summary[f"{side}_date"]
+            assert ds.descriptions == tuple(analysis.before.bands)
+    kinds = {f["properties"]["change"] for f in changes["features"]}
+    assert kinds <= set(contract.CHANGE_TYPES)
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_an_existing_folder_is_kept_unless_overwriting(analysis, tmp_path):
+    out = write_products(analysis, tmp_path / "result")
+    (out / "note.txt").write_text("the analyst's own file")
+    with pytest.raises(ProductError, match="already exists"):
+        write_products(analysis, out)
+    assert (out / "note.txt").exists()
+    write_products(analysis, out, overwrite=True)
+    assert is_complete(out) and not (out / "note.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["result"]  # no partial or old folder left beside it
+
+
+def test_a_failure_midway_leaves_no_folder(analysis, tmp_path, monkeypatch):
+    import imagery.report
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(imagery.report, "render_report", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_products(analysis, tmp_path / "result")
+    assert list(tmp_path.iterdir()) == []
