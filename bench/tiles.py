@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.serving import Service, analyse, cpu_seconds, descendants, free_port  # noqa: E402
 
-RENNES = Path(os.environ.get("BASEWATCH_SHARED", "/work/shared")) / "data" / "oscd" / "rennes"
+#: The OSCD Rennes pair, in ../shared beside the repository (as bench/accuracy.py), or under $BASEWATCH_SHARED.
+RENNES = Path(os.environ.get("BASEWATCH_SHARED", ROOT.parent / "shared")) / "data" / "oscd" / "rennes"
 
 #: wrk script: paths from a file; "once" sends each path once (then /healthz, not counted) and prints ONCE
 #: when the last tile has come back (wrk is then stopped with SIGINT), "loop" cycles through them. Prints
