@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import Polygon
 
+from imagery.contract import MASK_VALUES
 from imagery.grid import Grid
 
 #: Names accepted by :func:`preset`.
@@ -17,8 +18,9 @@ PRESETS = ("default", "clean", "nuisance_only", "webmercator", "lonlat", "rgb8",
 MS16_BANDS = ("blue", "green", "red", "nir")
 RGB8_BANDS = ("red", "green", "blue")
 
-#: Truth-mask codes.
-NO_CHANGE, APPEARED, DISAPPEARED, CHANGED, NOT_ASSESSABLE = 0, 1, 2, 3, 255
+#: Truth-mask codes: the product's change-mask codes, so that a truth mask and a change mask compare value for value.
+NO_CHANGE, APPEARED, DISAPPEARED, CHANGED, NOT_ASSESSABLE = (
+    MASK_VALUES[k] for k in ("none", "appeared", "disappeared", "changed", "not_analysed"))
 _CHANGE_CODE = {"appeared": APPEARED, "disappeared": DISAPPEARED, "changed": CHANGED}
 
 # ---------------------------------------------------------------------------------------------
