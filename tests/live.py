@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
@@ -155,3 +157,20 @@ def run_one_analysis(srv: LiveServer, folder) -> dict:
     aoi = client.post("/v1/aois", json={"name": "scale-out", "geometry": footprint_geojson(before)}).json()
     aid = client.post(f"/v1/aois/{aoi['id']}/analyses", json={"before_scene_id": ids[0], "after_scene_id": ids[1]}).json()["id"]
     return wait_for_analysis(client, aid)
+
+
+@contextmanager
+def served_analysis(root: Path, keys: dict[str, tuple[str, ...]], env: dict[str, str] | None = None):
+    """A live server on ``root / "data"`` with the API keys ``keys`` (label -> ``create_key`` arguments after the
+    data folder), and one succeeded analysis of the small pair by the key labelled ``"a"``; yields a namespace
+    of ``server``, ``keys`` (label -> key), ``analysis``, ``pair``, ``tilejson`` and ``root``."""
+    data = root / "data"
+    made = {label: create_key(data, *args) for label, args in keys.items()}
+    srv = LiveServer(data, env=env).start()
+    try:
+        pair = small_pair(root / "pair")[:2]
+        body = run_analysis(srv.client(made["a"]), *pair)
+        tilejson = srv.client(made["a"]).get(f"/v1/analyses/{body['id']}/tilejson.json").json()
+        yield SimpleNamespace(server=srv, keys=made, analysis=body, pair=pair, tilejson=tilejson, root=root)
+    finally:
+        srv.stop()

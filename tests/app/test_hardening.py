@@ -11,7 +11,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -19,25 +18,16 @@ import rasterio
 from affine import Affine
 
 from imagery.tiles import LAYERS, TMS
-from tests.live import ROOT, LiveServer, alive, create_key, descendants, leftovers, run_analysis, upload
+from tests.live import ROOT, LiveServer, alive, create_key, descendants, leftovers, run_analysis, served_analysis, upload
 from tests.pairs import footprint_geojson, small_pair
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A server with keys (team a analyst and viewer, team b), access log on, one succeeded analysis of team a."""
-    root = tmp_path_factory.mktemp("hardening")
-    data = root / "data"
-    keys = {"a": create_key(data, "alice", "team-a"), "viewer": create_key(data, "val", "team-a", "viewer"),
-            "b": create_key(data, "bob", "team-b")}
-    srv = LiveServer(data, env={"BASEWATCH_LOG_LEVEL": "info"}).start()
-    try:
-        pair = small_pair(root / "pair")[:2]
-        body = run_analysis(srv.client(keys["a"]), *pair)
-        tj = srv.client(keys["a"]).get(f"/v1/analyses/{body['id']}/tilejson.json").json()
-        yield SimpleNamespace(server=srv, keys=keys, analysis=body, pair=pair, tilejson=tj, root=root)
-    finally:
-        srv.stop()
+    keys = {"a": ("alice", "team-a"), "viewer": ("val", "team-a", "viewer"), "b": ("bob", "team-b")}
+    with served_analysis(tmp_path_factory.mktemp("hardening"), keys, {"BASEWATCH_LOG_LEVEL": "info"}) as site:
+        yield site
 
 
 def tile_path(site, z: int, layer: str = "before", dx: int = 0, dy: int = 0) -> str:

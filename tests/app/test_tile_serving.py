@@ -12,17 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from PIL import Image
 
 from imagery.tiles import TMS
-from tests.live import ROOT, LiveServer
+from tests.live import ROOT, LiveServer, alive, create_key, descendants, run_analysis, served_analysis
 from tests.pairs import small_pair
-from tests.live import create_key
-from tests.live import alive, descendants, run_analysis
 
 TILE_ROUTE = "/v1/analyses/{analysis_id}/tiles/{z}/{x}/{y}.png"
 
@@ -30,17 +27,10 @@ TILE_ROUTE = "/v1/analyses/{analysis_id}/tiles/{z}/{x}/{y}.png"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Two HTTP processes, keys of team a (two) and team b, one succeeded analysis of team a."""
-    root = tmp_path_factory.mktemp("serving")
-    data = root / "data"
-    keys = {"a": create_key(data, "alice", "team-a"), "b": create_key(data, "bob", "team-b")}
-    srv = LiveServer(data, env={"BASEWATCH_HTTP_WORKERS": "2", "BASEWATCH_AUTH_FAILURES_PER_MINUTE": "1000"}).start()
-    try:
-        pair = small_pair(root / "pair")[:2]
-        body = run_analysis(srv.client(keys["a"]), *pair)
-        tj = srv.client(keys["a"]).get(f"/v1/analyses/{body['id']}/tilejson.json").json()
-        yield SimpleNamespace(server=srv, keys=keys, analysis=body, pair=pair, tilejson=tj, root=root)
-    finally:
-        srv.stop()
+    keys = {"a": ("alice", "team-a"), "b": ("bob", "team-b")}
+    env = {"BASEWATCH_HTTP_WORKERS": "2", "BASEWATCH_AUTH_FAILURES_PER_MINUTE": "1000"}
+    with served_analysis(tmp_path_factory.mktemp("serving"), keys, env) as site:
+        yield site
 
 
 def tiles_of(site, z: int, n: int, analysis_id: str | None = None, layer: str = "before") -> list[str]:
