@@ -38,7 +38,8 @@ resolution and enlarged (see :meth:`TileRenderer._read_size`), since warping
 a full-size tile bilinearly would only interpolate.
 
 Rendering is deterministic: the same tile gives the same bytes, so an ETag can
-be a content hash.
+be a content hash. Colours and palettes are in :mod:`imagery.tilestyle`, the
+tile matrix set and :class:`~imagery.tilegrid.TileInfo` in :mod:`imagery.tilegrid`.
 """
 
 from __future__ import annotations
@@ -46,10 +47,8 @@ from __future__ import annotations
 import json
 import math
 import queue
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -63,18 +62,17 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
-from imagery.contract import CHANGE_COLOURS as CHANGE_COLOURS_HEX
-from imagery.contract import CHANGE_TYPES, LAYER_FILES, LAYERS, MASK_CHANGED, MASK_NOT_ANALYSED, MASK_VALUES, rgb
+from imagery.contract import LAYER_FILES, LAYERS
 from imagery.tileencode import FORMATS, Pixels, empty_tile, encode
+from imagery.tilegrid import MAX_ZOOM, TMS, TileInfo, TileOutOfRange, TileTooCostly, check_tile, check_tilesize
+from imagery.tilestyle import (CHANGE_NAMES, CHANGES_PALETTE, GAMMA_LEVELS, HATCH_PERIOD, OUTLINE_INDEX, OUTLINE_WIDTH,
+                               band_roles, change_luts, display_bands, gamma_lut, hatch, score_lut)
 
 __all__ = [
     "LAYERS", "TileOutOfRange", "TileTooCostly", "TileInfo", "TileRenderer", "TMS", "MAX_ZOOM", "MAX_READ_PIXELS",
     "FORMATS", "empty_tile", "LAYER_DRAWINGS",
 ]
 
-
-#: Highest zoom level served (WebMercatorQuad, 0.15 mm per pixel at the equator).
-MAX_ZOOM = 30
 
 #: Zoom levels beyond the data's native resolution still advertised (overzoom).
 OVERZOOM = 1
@@ -88,184 +86,8 @@ MIN_AOI_PIXELS = 8
 #: Per-read budget: source pixels (at the overview GDAL reads) one layer of one tile may warp.
 MAX_READ_PIXELS = 4_000_000
 
-#: Change mask values of the change types, and their colours (RGB).
-CHANGE_NAMES = {c: MASK_VALUES[c] for c in CHANGE_TYPES}
-CHANGE_COLOURS = {MASK_VALUES[c]: rgb(CHANGE_COLOURS_HEX[c]) for c in CHANGE_TYPES}
-FILL_ALPHA = 110
-NOT_ANALYSED = MASK_NOT_ANALYSED
-HATCH_RGBA = (200, 200, 200, 150)     # hatch lines over not-analysed pixels
-NOT_ANALYSED_RGBA = (128, 128, 128, 45)  # between the hatch lines
-HATCH_PERIOD, HATCH_WIDTH = 8, 2      # pixels, diagonal lines continuous across tiles
-OUTLINE_WIDTH = 2                     # pixels
+#: Outlines are drawn for objects up to this many pixels beyond the tile, so lines cross tile edges whole.
 LINE_MARGIN_PX = 4
-
-_GAMMA_LEVELS = 1024
-
-
-def _web_mercator_to(maxzoom: int) -> morecantile.TileMatrixSet:
-    """WebMercatorQuad with explicit tile matrices up to ``maxzoom`` (morecantile lists 0-24)."""
-    base = morecantile.tms.get("WebMercatorQuad")
-    if base.maxzoom >= maxzoom:
-        return base
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "creating values from TMS scale" for z > 24
-        matrices = [base.matrix(z).model_dump(exclude_none=True) for z in range(maxzoom + 1)]
-    spec = base.model_dump(exclude_none=True)
-    spec["tileMatrices"] = matrices
-    return morecantile.TileMatrixSet.model_validate(spec)
-
-
-#: The tile matrix set of every tile here: WebMercatorQuad (EPSG:3857), zooms 0-30.
-TMS = _web_mercator_to(MAX_ZOOM)
-
-
-class TileOutOfRange(ValueError):
-    """The z/x/y is not a tile of WebMercatorQuad (negative, x or y >= 2**z, or z > 30), or its zoom is
-    below the product's ``minzoom``."""
-
-
-class TileTooCostly(TileOutOfRange):
-    """Rendering the tile would read more than the pixel budget (a product without overviews, seen from far)."""
-
-
-@dataclass(frozen=True)
-class TileInfo:
-    """What a map client needs to know about a product's tiles.
-
-    Attributes
-    ----------
-    bounds : tuple of float
-        ``(west, south, east, north)`` of the product grid, degrees (EPSG:4326).
-    center : tuple
-        ``(lon, lat, zoom)``: the middle of ``bounds`` and a zoom at which the
-        AOI fills about two tiles.
-    minzoom, maxzoom : int
-        Zoom range to request. ``maxzoom`` is the first zoom whose Web Mercator
-        pixel is finer than the product's pixel, plus one level of overzoom;
-        at ``minzoom`` the AOI spans at least :data:`MIN_AOI_PIXELS` pixels.
-    native_zoom : int
-        ``maxzoom`` without the overzoom.
-    pixel_size_m : float
-        Pixel size of the product grid, metres (in its UTM CRS).
-    mercator_pixel_m : float
-        The same pixel in Web Mercator metres (larger away from the equator).
-    crs : str
-        The product grid's CRS.
-    layers : tuple of str
-        :data:`LAYERS`.
-    bands : tuple of str
-        Band roles drawn for ``before``/``after`` (red, green, blue; or one band).
-    stretch : dict
-        ``{band: (low, high)}``: the 2-98 % display stretch, in the scene's units.
-    score_range : tuple of float
-        Scores drawn transparent (at or below the first) to full colour (the second).
-    """
-
-    bounds: tuple[float, float, float, float]
-    center: tuple[float, float, int]
-    minzoom: int
-    maxzoom: int
-    native_zoom: int
-    pixel_size_m: float
-    mercator_pixel_m: float
-    crs: str
-    layers: tuple[str, ...] = LAYERS
-    bands: tuple[str, ...] = ()
-    stretch: dict = field(default_factory=dict)
-    score_range: tuple[float, float] = (0.5, 1.0)
-
-    def as_dict(self) -> dict:
-        """JSON-ready copy."""
-        d = dict(self.__dict__)
-        d["score_range"] = list(self.score_range)
-        d["bounds"], d["center"], d["layers"], d["bands"] = list(self.bounds), list(self.center), list(self.layers), list(self.bands)
-        d["stretch"] = {k: list(v) for k, v in self.stretch.items()}
-        return d
-
-
-def _check_tile(z: int, x: int, y: int) -> morecantile.Tile:
-    for v in (z, x, y):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TileOutOfRange(f"tile indices must be integers, got z={z!r} x={x!r} y={y!r}")
-    if not 0 <= z <= MAX_ZOOM:
-        raise TileOutOfRange(f"zoom {z} outside 0-{MAX_ZOOM}")
-    n = 1 << int(z)
-    if not (0 <= x < n and 0 <= y < n):
-        raise TileOutOfRange(f"tile {z}/{x}/{y} outside the tile matrix (0 <= x, y < {n})")
-    return morecantile.Tile(int(x), int(y), int(z))
-
-
-def _check_tilesize(tilesize: int) -> int:
-    if not isinstance(tilesize, (int, np.integer)) or not 64 <= tilesize <= 1024:
-        raise ValueError(f"tilesize must be an integer in 64-1024, got {tilesize!r}")
-    return int(tilesize)
-
-
-def _band_roles(ds) -> tuple[str, ...]:
-    """Band roles from the band descriptions, else from a ``BAND_NAMES`` tag, lower-case ('' if unknown)."""
-    roles = tuple((d or "").strip().lower() for d in ds.descriptions)
-    if not any(roles):
-        tag = ds.tags().get("BAND_NAMES", "")
-        names = [n.strip().lower() for n in tag.split(",")] if tag else []
-        if len(names) == ds.count:
-            roles = tuple(names)
-    return roles
-
-
-def _display_bands(roles: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """1-based band indexes and names to draw: red, green, blue if present, else one grey band."""
-    if all(r in roles for r in ("red", "green", "blue")):
-        names = ("red", "green", "blue")
-        return tuple(roles.index(r) + 1 for r in names), names
-    for r in ("pan", "red", "green", "blue"):
-        if r in roles:
-            return (roles.index(r) + 1,), (r,)
-    return (1,), (roles[0] if roles and roles[0] else "b1",)
-
-
-def _gamma_lut(gamma: float) -> np.ndarray:
-    x = np.linspace(0.0, 1.0, _GAMMA_LEVELS)
-    return np.round(255.0 * x ** (1.0 / gamma)).astype(np.uint8)
-
-
-def _score_lut(low: float, high: float, max_alpha: int = 190) -> tuple[np.ndarray, np.ndarray]:
-    """The score ramp as a palette: ``(index (257,) uint8, palette (n <= 256, 4) RGBA)`` where the lookup index
-    is ``round(score * 255)`` and 256 is nodata (transparent); equal colours share one palette entry."""
-    from matplotlib import colormaps
-
-    s = np.arange(256) / 255.0
-    t = np.clip((s - low) / max(high - low, 1e-6), 0.0, 1.0)
-    rgb = colormaps["inferno"](0.35 + 0.65 * t)[:, :3]  # purple -> red -> orange -> yellow
-    lut = np.zeros((257, 4), np.uint8)
-    lut[:256, :3] = np.round(rgb * 255)
-    lut[:256, 3] = np.round(max_alpha * t ** 1.5)
-    lut[:256][lut[:256, 3] == 0] = 0
-    palette, index = np.unique(lut, axis=0, return_inverse=True)
-    return index.reshape(-1).astype(np.uint8), palette
-
-
-#: The changes layer's palette: transparent, fills of appeared/disappeared/changed, not-analysed on and between
-#: the hatch lines, then the opaque outlines of appeared/disappeared/changed objects.
-CHANGES_PALETTE = np.array([(0, 0, 0, 0), *((*CHANGE_COLOURS[v], FILL_ALPHA) for v in (1, 2, 3)), HATCH_RGBA,
-                            NOT_ANALYSED_RGBA, *((*CHANGE_COLOURS[v], 255) for v in (1, 2, 3))], np.uint8)
-_OUTLINE_INDEX = {v: 5 + v for v in (1, 2, 3)}
-
-
-def _change_luts() -> tuple[np.ndarray, np.ndarray]:
-    """Change mask value -> :data:`CHANGES_PALETTE` index (256,) lookups: one for hatch-line pixels, one for the others."""
-    on = np.zeros(256, np.uint8)
-    on[list(MASK_CHANGED)] = [1, 2, 3]
-    off = on.copy()
-    on[NOT_ANALYSED], off[NOT_ANALYSED] = 4, 5
-    return on, off
-
-
-@lru_cache(maxsize=64)
-def _hatch(tilesize: int, x: int, y: int) -> np.ndarray:
-    """Boolean (tilesize, tilesize): pixels on the diagonal hatch lines, continuous across tiles."""
-    off = (x * tilesize + y * tilesize) % HATCH_PERIOD
-    r = np.arange(tilesize)
-    return ((r[:, None] + r[None, :] + off) % HATCH_PERIOD) < HATCH_WIDTH
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,14 +167,14 @@ class TileRenderer:
         self._bands = {}
         for name in ("before", "after"):
             r = readers[name]
-            self._bands[name] = _display_bands(_band_roles(r.dataset))
+            self._bands[name] = display_bands(band_roles(r.dataset))
         idx, names = self._bands["before"]
         self._stretch_lo, self._stretch_hi = self._compute_stretch(before, idx, percentiles)
         self._stretch = {n: (float(lo), float(hi)) for n, lo, hi in zip(names, self._stretch_lo, self._stretch_hi)}
-        self._gamma_lut = _gamma_lut(gamma)
+        self.gamma_lut = gamma_lut(gamma)
         self._score_range = tuple(score_range) if score_range else self._compute_score_range(readers["score"])
-        self._score_index, self._score_palette = _score_lut(*self._score_range)
-        self._mask_lut_on, self._mask_lut_off = _change_luts()
+        self._score_index, self._score_palette = score_lut(*self._score_range)
+        self._mask_lut_on, self._mask_lut_off = change_luts()
         self._load_objects()
         self._info = self._make_info()
 
@@ -480,7 +302,7 @@ class TileRenderer:
         TileOutOfRange
             z/x/y is not a WebMercatorQuad tile.
         """
-        t = _check_tile(z, x, y)
+        t = check_tile(z, x, y)
         left, bottom, right, top = TMS.xy_bounds(t)
         w, s, e, n = self._bounds_3857
         return left < e and right > w and bottom < n and top > s
@@ -519,8 +341,8 @@ class TileRenderer:
             raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
         if fmt not in FORMATS:
             raise ValueError(f"unknown tile format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        tile = _check_tile(z, x, y)
-        tilesize = _check_tilesize(tilesize)
+        tile = check_tile(z, x, y)
+        tilesize = check_tilesize(tilesize)
         if tile.z < self._info.minzoom:
             raise TileOutOfRange(f"zoom {tile.z} is below this product's minzoom {self._info.minzoom} (see its TileJSON)")
         drawing = LAYER_DRAWINGS[layer]
@@ -646,13 +468,13 @@ class TileRenderer:
             return None
         data, valid, n = got
         lo = self._stretch_lo[:nb].reshape(-1, 1, 1).astype(np.float32)
-        scale = ((_GAMMA_LEVELS - 1) / (self._stretch_hi[:nb] - self._stretch_lo[:nb])).reshape(-1, 1, 1).astype(np.float32)
+        scale = ((GAMMA_LEVELS - 1) / (self._stretch_hi[:nb] - self._stretch_lo[:nb])).reshape(-1, 1, 1).astype(np.float32)
         q = (data - lo) * scale
-        np.clip(q, 0, _GAMMA_LEVELS - 1, out=q)
+        np.clip(q, 0, GAMMA_LEVELS - 1, out=q)
         q = q.astype(np.uint16)
         rgb = np.empty((*q.shape[1:], 3), np.uint8)
         for c in range(3):
-            rgb[..., c] = self._gamma_lut[q[c if nb == 3 else 0]]
+            rgb[..., c] = self.gamma_lut[q[c if nb == 3 else 0]]
         if n < tilesize:
             rgb = self._enlarge(rgb, n, tilesize, Image.BILINEAR)          # imagery: bilinear
             valid = self._enlarge(valid, n, tilesize, Image.NEAREST)       # mask: nearest
@@ -692,8 +514,8 @@ class TileRenderer:
                 v = arr.data[0].astype(np.uint8)
                 v[np.ma.getmaskarray(arr)[0]] = 0
                 if v.any():
-                    hatch = _hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
-                    index = np.where(hatch, self._mask_lut_on[v], self._mask_lut_off[v])
+                    on_lines = hatch(tilesize, tile.x % HATCH_PERIOD, tile.y % HATCH_PERIOD)
+                    index = np.where(on_lines, self._mask_lut_on[v], self._mask_lut_off[v])
         index = self._draw_outlines(index, tile, tilesize)
         if index is None or not CHANGES_PALETTE[index, 3].any():  # nothing here, or only outlines just outside
             return None
@@ -729,7 +551,7 @@ class TileRenderer:
                     continue
                 px = np.rint((c[:, 0] - x0) / res) - ox
                 py = np.rint((y0 - c[:, 1]) / res) - oy
-                draw.line(list(zip(px.tolist(), py.tolist())), fill=_OUTLINE_INDEX[self._changes[i]],
+                draw.line(list(zip(px.tolist(), py.tolist())), fill=OUTLINE_INDEX[self._changes[i]],
                           width=OUTLINE_WIDTH, joint="curve")
         return np.asarray(im)
 

@@ -210,7 +210,7 @@ def test_concurrent_rendering_matches_serial(renderer):
 def test_changes_tiles_hold_no_text_at_any_zoom(renderer):
     """Object numbers are the client's (vector markers that declutter): a changes tile holds only the palette's
     colours (mask fills, hatch, outlines), never antialiased text, even where the object fills the screen."""
-    from imagery.tiles import CHANGES_PALETTE
+    from imagery.tilestyle import CHANGES_PALETTE
 
     r0, _, c0, c1 = OBJ
     palette = {tuple(c) for c in CHANGES_PALETTE.tolist()}
