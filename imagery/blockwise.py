@@ -2,23 +2,23 @@
 
 A grid with a side longer than ``AnalysisParams.block_px`` is analysed in four steps:
 
-1. **Plan** (:func:`plan_blocks`): blocks of about ``block_px`` pixels whose origins lie on the stages'
-   common lattice (:func:`lattice_px`: block means and block medians start where they would on the whole
-   grid), each read with a halo of :data:`MAX_OBJECT_M` + :data:`CONTEXT_M` metres: room for the largest
+1. **Plan** (:func:`imagery.blockplan.plan_blocks`): blocks of about ``block_px`` pixels whose origins lie on the stages'
+   common lattice (:func:`~imagery.blockplan.lattice_px`: block means and block medians start where they would on the whole
+   grid), each read with a halo of :data:`~imagery.blockplan.MAX_OBJECT_M` + :data:`~imagery.blockplan.CONTEXT_M` metres: room for the largest
    object, and around it the reach of every filter, background window, displacement search and
    co-registration tolerance of the stages.
 2. **Statistics pass** (:func:`statistics_pass`): the stages run on a sample of the grid, a mosaic of
-   windows spread over it (the whole grid when it has at most :data:`SAMPLE_PX` pixels). It measures the
+   windows spread over it (the whole grid when it has at most :data:`~imagery.blockplan.SAMPLE_PX` pixels). It measures the
    co-registration shift, fits the normalisation, and records every scene-wide number the stages ask for
    (:class:`imagery.scenestats.SceneStats`: noise, medians and MADs, thresholds, which explanations are
    specific to the pair, the lean direction).
 3. **Blocks** (:func:`run_block`, one task each, on any :class:`concurrent.futures.Executor`: local
    processes, or a Dask client's executor): read the block with its halo, normalise, clouds, change and
    objects with the frozen statistics, so a block decides as the whole grid would. An object no wider or
-   taller than :data:`MAX_OBJECT_M` lies whole in the halo of every block it touches; the block holding its
+   taller than :data:`~imagery.blockplan.MAX_OBJECT_M` lies whole in the halo of every block it touches; the block holding its
    first pixel (raster order) reports it, measured as on the whole grid. A larger object is reported in
    parts, one per block it covers.
-4. **Merge** (:func:`merge_pieces`): the parts of a large object in neighbouring blocks are joined across
+4. **Merge** (:func:`imagery.blockedges.merge_pieces`): the parts of a large object in neighbouring blocks are joined across
    block edges (8-connected, as objects are labelled) and measured as one: area, outline, sizes, mean score
    and brightness from all its pixels; its change type that of its largest part.
 
@@ -26,8 +26,8 @@ The parent keeps one block's rasters at a time: they are written into tiled GeoT
 (:class:`imagery.products.TiledRasters`) as blocks finish, and an overview of every n-th pixel is kept
 for the report. Peak memory depends on the block size, not on the grid's.
 
-Known approximations (objects up to :data:`MAX_OBJECT_M` across are exact, given the same statistics):
-statistics come from the sample when the grid is larger than :data:`SAMPLE_PX`; an object larger than
+Known approximations (objects up to :data:`~imagery.blockplan.MAX_OBJECT_M` across are exact, given the same statistics):
+statistics come from the sample when the grid is larger than :data:`~imagery.blockplan.SAMPLE_PX`; an object larger than
 the halo, a cloud, or a region of coherent change larger than a block and its halo is judged on the part a
 block sees (its change type and whether an explanation removes it), and the candidate region an object
 stands in is seen up to the halo.
@@ -44,39 +44,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import shapely
-import shapely.affinity
 from affine import Affine
-from rasterio import features
-from rasterio.windows import Window
-from scipy import ndimage
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from imagery import clouds, objectchange, regionchange
+from imagery.blockedges import Piece, block_pieces, join_pieces, merge_pieces, owners, split_labels
+from imagery.blockplan import (Block, Mosaic, halo_px, lattice_px, max_object_px, mosaic_grid, mosaic_inside,
+                               plan_blocks, read_mosaic, sample_mosaic, slices, window_grid)
 from imagery.change import ChangeResult
 from imagery.coregister import ShiftEstimate
 from imagery.grid import Grid
 from imagery.normalize import Normalisation, apply_normalisation, sample_indexes
-from imagery.objects import MASK_VALUES, ChangeObject, SizeRules, measure_object
+from imagery.objects import MASK_VALUES, ChangeObject
 from imagery.raster import Raster
 from imagery.scenes import SceneInfo, read_onto_grid
 from imagery.scenestats import SceneStats
 
-#: The largest object (metres across, rows or columns) reported exactly as on the whole grid.
-MAX_OBJECT_M = 64.0
-#: How far around an object the stages look (metres): spectral maps (2 x 12.5 m), backgrounds (15 m),
-#: lean (4 m), rings, cloud margins and growth.
-CONTEXT_M = 64.0
-#: The halo is at least this many pixels.
-MIN_HALO_PX = 64
-#: The statistics pass runs on the whole grid up to this many pixels, else on a mosaic of this many.
-SAMPLE_PX = 2048 * 2048
-#: Side of the mosaic's windows, pixels (rounded to the lattice).
-SAMPLE_WINDOW_PX = 256
-#: Margin read around each window of the mosaic, pixels: real surroundings for the filters, left out of
-#: the statistics.
-SAMPLE_MARGIN_PX = 48
 #: GDAL's block cache in every process of a block-wise analysis, MB. GDAL's default (5 % of the RAM, 1.2 GB
 #: on 24 GB) fills with the scenes' blocks as they are read and with the products' as they are written, so
 #: each process's memory would grow with the scene.
@@ -97,169 +79,7 @@ def bounded_gdal_cache(fn):
     return bounded
 
 
-@dataclass(frozen=True)
-class Block:
-    """One block: its core (the pixels it reports) and the padded window it reads, in the analysis grid."""
-
-    index: int
-    row: int  # block row and column in the layout of blocks
-    col: int
-    core: Window
-    padded: Window
-
-
-def lattice_px(pixel_size_m: float) -> int:
-    """Block origins must be multiples of this (pixels): every stage's block means and block medians then
-    start where they would on the whole grid."""
-    return int(np.lcm.reduce([clouds.lattice_px(pixel_size_m), objectchange.lattice_px(pixel_size_m),
-                              regionchange.lattice_px(pixel_size_m)]))
-
-
-def round_up(value: float, step: int) -> int:
-    return int(math.ceil(value / step)) * step
-
-
-def halo_px(pixel_size_m: float) -> int:
-    """The halo around each block, pixels on the lattice: :data:`MAX_OBJECT_M` + :data:`CONTEXT_M`, and at
-    least :data:`MIN_HALO_PX` (at coarse pixels clouds, hectare-scale changes and structures span more
-    metres). Half of it is room for an object (:func:`max_object_px`), the other half its context."""
-    return round_up(max((MAX_OBJECT_M + CONTEXT_M) / pixel_size_m, MIN_HALO_PX), lattice_px(pixel_size_m))
-
-
-def max_object_px(pixel_size_m: float) -> int:
-    """The largest object (rows or columns, pixels) a block reports whole: half the halo."""
-    return halo_px(pixel_size_m) // 2
-
-
-def plan_blocks(shape: tuple[int, int], block_px: int, halo: int, lattice: int) -> list[Block]:
-    """Blocks covering a grid of ``shape`` (rows, cols): cores of about ``block_px`` (a multiple of
-    ``lattice``, as even as the lattice allows), padded by ``halo`` pixels and clipped to the grid."""
-    rows, cols = shape
-    blocks = []
-
-    def cuts(n: int) -> list[int]:
-        count = max(1, math.ceil(n / block_px))
-        step = round_up(n / count, lattice)
-        edges = list(range(0, n, step)) + [n]
-        return edges
-
-    row_edges, col_edges = cuts(rows), cuts(cols)
-    for i, (r0, r1) in enumerate(zip(row_edges, row_edges[1:])):
-        for j, (c0, c1) in enumerate(zip(col_edges, col_edges[1:])):
-            pr0, pc0 = max(0, r0 - halo), max(0, c0 - halo)
-            pr1, pc1 = min(rows, r1 + halo), min(cols, c1 + halo)
-            blocks.append(Block(index=len(blocks), row=i, col=j, core=Window(c0, r0, c1 - c0, r1 - r0),
-                                padded=Window(pc0, pr0, pc1 - pc0, pr1 - pr0)))
-    return blocks
-
-
-def window_grid(grid: Grid, window: Window) -> Grid:
-    """The part of ``grid`` a window covers, as a grid of its own."""
-    return Grid(grid.crs, grid.transform * Affine.translation(window.col_off, window.row_off),
-                (int(window.height), int(window.width)))
-
-
-def slices(window: Window, within: Window | None = None) -> tuple[slice, slice]:
-    """Row and column slices of ``window``, relative to ``within`` (default the grid)."""
-    r0 = window.row_off - (within.row_off if within else 0)
-    c0 = window.col_off - (within.col_off if within else 0)
-    return slice(r0, r0 + window.height), slice(c0, c0 + window.width)
-
-
 # --- 2. the statistics pass -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mosaic:
-    """Windows of the analysis grid laid side by side: the statistics sample. Only the pixels of each
-    window's core count (they are ``inside``); its margin gives the filters real surroundings."""
-
-    windows: tuple[Window, ...]
-    origins: tuple[tuple[int, int], ...]  # (row, col) of each window in the mosaic
-    shape: tuple[int, int]
-    margin: int = 0
-
-    @property
-    def whole(self) -> bool:
-        return len(self.windows) == 1 and self.origins == ((0, 0),)
-
-
-def sample_mosaic(grid: Grid, area_lonlat: BaseGeometry, lattice: int, budget_px: int = SAMPLE_PX,
-                  window_px: int = SAMPLE_WINDOW_PX, margin_px: int = SAMPLE_MARGIN_PX) -> Mosaic:
-    """The whole grid when it has at most ``budget_px`` pixels. Else windows of ``window_px`` plus a margin
-    of ``margin_px`` on each side (on the lattice), ``budget_px`` pixels in all, spread evenly in both
-    directions (every n-th in Z order) over the cells of a ``window_px`` lattice that the area to analyse
-    touches, laid out nearly square."""
-    from rasterio.warp import transform_geom
-    from shapely.geometry import mapping
-
-    rows, cols = grid.shape
-    if rows * cols <= budget_px:
-        return Mosaic((Window(0, 0, cols, rows),), ((0, 0),), (rows, cols))
-    side = round_up(window_px, lattice)
-    read = min(side + 2 * round_up(margin_px, lattice), rows // lattice * lattice, cols // lattice * lattice)
-    margin = max(0, min(round_up(margin_px, lattice), (read - lattice) // 2 // lattice * lattice))
-    cells = Grid(grid.crs, grid.transform * Affine.scale(side), (-(-rows // side), -(-cols // side)))
-    touched = features.rasterize([(transform_geom("EPSG:4326", grid.crs, mapping(area_lonlat)), 1)], out_shape=cells.shape,
-                                 transform=cells.transform, all_touched=True, dtype="uint8").astype(bool)
-    candidates = np.argwhere(touched) if touched.any() else np.argwhere(np.ones(cells.shape, bool))
-    candidates = candidates[np.argsort(z_order(candidates[:, 0], candidates[:, 1]), kind="stable")]
-    count = min(len(candidates), max(1, budget_px // (read * read)))
-    picked = candidates[np.unique(np.linspace(0, len(candidates) - 1, count).round().astype(int))]
-    per_row = math.ceil(math.sqrt(len(picked)))
-    windows, origins = [], []
-    for k, (i, j) in enumerate(picked):
-        r = min(max(int(i) * side - margin, 0), rows - read) // lattice * lattice
-        c = min(max(int(j) * side - margin, 0), cols - read) // lattice * lattice
-        windows.append(Window(c, r, read, read))
-        origins.append(((k // per_row) * read, (k % per_row) * read))
-    shape = (-(-len(picked) // per_row) * read, min(per_row, len(picked)) * read)
-    return Mosaic(tuple(windows), tuple(origins), shape, margin)
-
-
-def z_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Morton (Z-order) codes of cell indexes: taking every n-th cell in this order spreads picks over both
-    directions."""
-    code = np.zeros(rows.shape, np.int64)
-    for bit in range(16):
-        code |= ((rows >> bit) & 1).astype(np.int64) << (2 * bit + 1)
-        code |= ((cols >> bit) & 1).astype(np.int64) << (2 * bit)
-    return code
-
-
-def read_mosaic(info: SceneInfo, grid: Grid, mosaic: Mosaic, bands: tuple[str, ...],
-                offset: tuple[float, float] = (0.0, 0.0)) -> Raster:
-    """A scene read onto every window of ``mosaic`` (moved by ``offset``, CRS units), pasted side by side.
-    On a mosaic of the whole grid, exactly :func:`imagery.scenes.read_onto_grid`."""
-    moved = grid.translated(*offset) if offset != (0.0, 0.0) else grid
-    if mosaic.whole:
-        return read_onto_grid(info, moved, roles=bands)
-    data = np.zeros((len(bands), *mosaic.shape), np.float32)
-    valid = np.zeros(mosaic.shape, bool)
-    for window, (r, c) in zip(mosaic.windows, mosaic.origins):
-        part = read_onto_grid(info, window_grid(moved, window), roles=bands)
-        data[:, r:r + part.grid.rows, c:c + part.grid.cols] = part.data
-        valid[r:r + part.grid.rows, c:c + part.grid.cols] = part.valid
-    return Raster(data, valid, mosaic_grid(grid, mosaic), tuple(bands), info.acquired, {"path": info.path})
-
-
-def mosaic_grid(grid: Grid, mosaic: Mosaic) -> Grid:
-    """A grid of the mosaic's shape (its georeferencing is the analysis grid's origin: only its shape counts)."""
-    return grid if mosaic.whole else Grid(grid.crs, grid.transform, mosaic.shape)
-
-
-def mosaic_inside(area_lonlat: BaseGeometry, grid: Grid, mosaic: Mosaic) -> np.ndarray:
-    """The pixels of the mosaic that count: inside the area to analyse and in a window's core."""
-    from imagery.pipeline import rasterize_area
-
-    if mosaic.whole:
-        return rasterize_area(area_lonlat, grid)
-    inside = np.zeros(mosaic.shape, bool)
-    m = mosaic.margin
-    for window, (r, c) in zip(mosaic.windows, mosaic.origins):
-        part = rasterize_area(area_lonlat, window_grid(grid, window))
-        inside[r + m:r + window.height - m, c + m:c + window.width - m] = part[m:window.height - m, m:window.width - m]
-    return inside
 
 
 @dataclass
@@ -408,22 +228,6 @@ class BlockTask:
 
 
 @dataclass
-class Piece:
-    """The part of an object larger than :data:`MAX_OBJECT_M` that lies in one block's core."""
-
-    block: int
-    label: int
-    change: str
-    area_change: bool
-    pixels: int
-    score_sum: float
-    before_sum: float
-    after_sum: float
-    outline: BaseGeometry  # in pixel coordinates of the analysis grid (column, row)
-    outline_px_m: float
-
-
-@dataclass
 class BlockResult:
     """What a block reports: its objects, parts of large ones, its core's rasters, counts, an overview."""
 
@@ -505,75 +309,6 @@ def run_block(task: BlockTask) -> BlockResult:
                        counts=counts, seconds=time.perf_counter() - t0, local_stats=tuple(sorted(local)))
 
 
-def split_labels(labels: np.ndarray, block: Block, grid_shape: tuple[int, int],
-                 max_object_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """The objects touching the block's core, split into small ones (at most ``max_object_px`` rows and
-    columns, whole in the padded window) and large ones (larger, or reaching an edge of the padded window that
-    is not an edge of the grid); both as label images of the padded window (0 elsewhere)."""
-    core = slices(block.core, block.padded)
-    touching = np.zeros(int(labels.max()) + 1, bool)
-    touching[np.unique(labels[core])] = True
-    touching[0] = False
-    big = np.zeros_like(touching)
-    rows, cols = labels.shape
-    open_top, open_left = block.padded.row_off > 0, block.padded.col_off > 0
-    open_bottom = block.padded.row_off + rows < grid_shape[0]
-    open_right = block.padded.col_off + cols < grid_shape[1]
-    for i, bbox in enumerate(ndimage.find_objects(labels), start=1):
-        if bbox is None or not touching[i]:
-            continue
-        r, c = bbox
-        cut = ((r.start == 0 and open_top) or (c.start == 0 and open_left)
-               or (r.stop == rows and open_bottom) or (c.stop == cols and open_right))
-        big[i] = cut or max(r.stop - r.start, c.stop - c.start) > max_object_px
-    small = touching & ~big
-    return np.where(small[labels], labels, 0), np.where(big[labels], labels, 0)
-
-
-def owners(labels: np.ndarray, block: Block) -> np.ndarray:
-    """Per label (index 0 unused): whether its first pixel in raster order lies in the block's core."""
-    n = int(labels.max())
-    out = np.zeros(n + 1, bool)
-    if n == 0:
-        return out
-    first = ndimage.minimum(np.arange(labels.size).reshape(labels.shape), labels, np.arange(1, n + 1))
-    first = np.asarray(first, dtype=np.int64)
-    present = first >= 0
-    rows = block.padded.row_off + first // labels.shape[1]
-    cols = block.padded.col_off + first % labels.shape[1]
-    out[1:] = present & (rows >= block.core.row_off) & (rows < block.core.row_off + block.core.height) \
-        & (cols >= block.core.col_off) & (cols < block.core.col_off + block.core.width)
-    return out
-
-
-def block_pieces(big: np.ndarray, types: dict, result: ChangeResult, before: np.ndarray, after: np.ndarray,
-                 block: Block) -> tuple[list[Piece], dict]:
-    """The parts of large objects in the block's core, and the piece labels along the core's four edges."""
-    core = slices(block.core, block.padded)
-    labels = big[core]
-    edges = {"top": labels[0].copy(), "bottom": labels[-1].copy(), "left": labels[:, 0].copy(),
-             "right": labels[:, -1].copy()}
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if not ids.size:
-        return [], edges
-    index = ids.tolist()
-    pixels = ndimage.sum_labels(np.ones(labels.shape, np.int64), labels, index)
-    scores = ndimage.sum_labels(result.score[core].astype(np.float64), labels, index)
-    b_sum = ndimage.sum_labels(before[:, core[0], core[1]].mean(axis=0, dtype=np.float64), labels, index)
-    a_sum = ndimage.sum_labels(after[:, core[0], core[1]].mean(axis=0, dtype=np.float64), labels, index)
-    to_grid = Affine.translation(block.core.col_off, block.core.row_off)
-    outlines: dict[int, list] = {}
-    for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=to_grid, connectivity=8):
-        outlines.setdefault(int(value), []).append(shape(geom))
-    work_px = float(result.details.get("work_pixel_m", 0.0))
-    pieces = [Piece(block=block.index, label=label, change=types.get(label, "changed"),
-                    area_change=label in result.area_labels, pixels=int(n), score_sum=float(sc), before_sum=float(b),
-                    after_sum=float(a), outline=shapely.union_all(outlines[label]), outline_px_m=work_px)
-              for label, n, sc, b, a in zip(index, pixels, scores, b_sum, a_sum)]
-    return pieces, edges
-
-
 def block_overview(overview: Overview, block: Block, core: tuple[slice, slice], before: Raster, after_norm: np.ndarray,
                    after_valid: np.ndarray, analysed: np.ndarray) -> dict:
     """The overview's pixels that fall in the block's core, and where they go in the overview."""
@@ -582,81 +317,6 @@ def block_overview(overview: Overview, block: Block, core: tuple[slice, slice], 
     pick = lambda a: a[..., core[0], core[1]][..., rs, cs]  # noqa: E731
     return {"rows": r_to, "cols": c_to, "before": pick(before.data), "before_valid": pick(before.valid),
             "after": pick(after_norm), "after_valid": pick(after_valid), "analysed": pick(analysed)}
-
-
-# --- 4. merging large objects -----------------------------------------------------------------------------
-
-
-def join_pieces(results: list[BlockResult]) -> list[list[Piece]]:
-    """Group the pieces of large objects that touch across block edges (8-connected): one list per object.
-    ``results`` need only their block, pieces and edges."""
-    parent: dict[tuple[int, int], tuple[int, int]] = {}
-
-    def find(k):
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    def union(a, b):
-        parent[find(a)] = find(b)
-
-    by_place = {(r.block.row, r.block.col): r for r in results}
-    for r in results:
-        for p in r.pieces:
-            parent[(r.block.index, p.label)] = (r.block.index, p.label)
-
-    def link(a: BlockResult, a_edge: np.ndarray, b: BlockResult, b_edge: np.ndarray, diagonal_only: bool = False):
-        for shift in ((0,) if diagonal_only else (-1, 0, 1)):
-            x = a_edge[max(0, -shift): len(a_edge) - max(0, shift)]
-            y = b_edge[max(0, shift): len(b_edge) - max(0, -shift)]
-            both = (x > 0) & (y > 0)
-            for u, v in set(zip(x[both].tolist(), y[both].tolist())):
-                union((a.block.index, u), (b.block.index, v))
-
-    for (i, j), a in by_place.items():
-        if not a.pieces:
-            continue
-        right, below = by_place.get((i, j + 1)), by_place.get((i + 1, j))
-        if right is not None and right.pieces:
-            link(a, a.edges["right"], right, right.edges["left"])
-        if below is not None and below.pieces:
-            link(a, a.edges["bottom"], below, below.edges["top"])
-        for dj, mine, theirs in ((1, -1, 0), (-1, 0, -1)):  # corners: down-right, down-left
-            other = by_place.get((i + 1, j + dj))
-            if other is not None and other.pieces:
-                link(a, a.edges["bottom"][[mine]], other, other.edges["top"][[theirs]], diagonal_only=True)
-    groups: dict[tuple[int, int], list[Piece]] = {}
-    for r in results:
-        for p in r.pieces:
-            groups.setdefault(find((r.block.index, p.label)), []).append(p)
-    return list(groups.values())
-
-
-def merge_pieces(groups: list[list[Piece]], grid: Grid, pixel_size_m: float,
-                 rules: SizeRules = SizeRules()) -> tuple[list[ChangeObject], list[tuple[BaseGeometry, int]]]:
-    """Each group of pieces measured as one object (see the module docstring). Also what the change mask
-    must be repainted with: (outline in grid CRS, mask value) for the pieces of groups left out as slivers
-    (0) and for pieces a block typed otherwise than the object (the object's type)."""
-    objects, repaint = [], []
-    to_crs = grid.transform.to_shapely()
-    for group in groups:
-        pixels = sum(p.pixels for p in group)
-        outline = shapely.union_all([p.outline for p in group])
-        geometry = shapely.affinity.affine_transform(outline, to_crs)
-        largest = max(group, key=lambda p: p.pixels)
-        outline_px = max(pixel_size_m, largest.outline_px_m)
-        min_width = rules.min_width_m + outline_px if pixel_size_m <= rules.vehicle_resolvable_px_m else 0.0
-        obj = measure_object(0, largest.change, geometry, pixels, sum(p.score_sum for p in group) / pixels,
-                             sum(p.before_sum for p in group) / pixels, sum(p.after_sum for p in group) / pixels,
-                             pixel_size_m=pixel_size_m, rules=rules, outline_px_m=outline_px, min_width_m=min_width,
-                             area_change=any(p.area_change for p in group))
-        value = 0 if obj is None else MASK_VALUES[obj.change]
-        repaint += [(shapely.affinity.affine_transform(p.outline, to_crs), value) for p in group
-                    if obj is None or p.change != obj.change]
-        if obj is not None:
-            objects.append(obj)
-    return objects, repaint
 
 
 # --- the whole analysis -------------------------------------------------------------------------------------
@@ -770,15 +430,12 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     imagery.pipeline.Analysis
         With ``rasters`` (:class:`imagery.products.TiledRasters`) and an overview for the report.
     """
-    from imagery.objects import SizeRules  # noqa: F401  (the rules every block applies)
-    from imagery.pipeline import Analysis, Stopwatch, scene_sources
-    from imagery.report import MAX_PANEL_PX
+    from imagery.pipeline import Stopwatch
 
     watch = Stopwatch()
     grid, px = plan.grid, plan.pixel_size_m
     lattice = lattice_px(px)
-    halo = halo_px(px)
-    blocks = plan_blocks(grid.shape, params.block_px, halo, lattice)
+    blocks = plan_blocks(grid.shape, params.block_px, halo_px(px), lattice)
     mosaic = sample_mosaic(grid, plan.area_lonlat, lattice)
     watch.lap("plan")
 
@@ -789,11 +446,34 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
         progress(f"statistics ({len(mosaic.windows)} sample windows)", 0.02)
         measured = statistics_pass(before_info, after_info, plan, params, mosaic, blocks, executor=executor,
                                    report=progress)
-    except BaseException:
+        watch.lap("statistics")
+        done = run_analysis_blocks(before_info, after_info, plan, params, blocks, measured, executor=executor,
+                                   parallel=parallel, scratch=scratch, progress=progress, watch=watch)
+    finally:
         if own_executor:
             executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    watch.lap("statistics")
+    progress("done", 1.0)
+    return blockwise_analysis(before_info, after_info, plan, params, blocks, mosaic, measured, done, watch.times)
+
+
+@dataclass
+class BlocksDone:
+    """The blocks of an analysis, done: its objects (numbered), rasters (closed), what the parent gathered and
+    the overview it was gathered on."""
+
+    objects: list[ChangeObject]
+    rasters: object  # imagery.products.TiledRasters
+    gathered: Gathered
+    overview: Overview
+
+
+def run_analysis_blocks(before_info: SceneInfo, after_info: SceneInfo, plan, params, blocks: list[Block],
+                        measured: Statistics, *, executor, parallel: int, scratch, progress, watch) -> BlocksDone:
+    """Every block of the analysis run with the measured statistics, its rasters written, large objects merged
+    across block edges and all objects numbered. On failure the rasters are removed."""
+    from imagery.report import MAX_PANEL_PX
+
+    grid, px = plan.grid, plan.pixel_size_m
     overview = Overview.of(grid.shape, MAX_PANEL_PX)
     tasks = [BlockTask(before=before_info, after=after_info, grid=grid, bands=plan.bands, area_lonlat=plan.area_lonlat,
                        pixel_size_m=px, block=b, shift=measured.shift, normalisation=measured.normalisation,
@@ -811,30 +491,36 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
         rasters.close()
         rasters.cleanup()
         raise
-    finally:
-        if own_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
     # largest first, ties north to south then west to east: the same order whatever order the blocks finished in
     objects = sorted(gathered.objects + merged, key=lambda o: (-o.area_m2, -o.geometry.centroid.y, o.geometry.centroid.x))
     objects = [replace(o, id=i) for i, o in enumerate(objects, start=1)]
     watch.lap("merge")
-    progress("done", 1.0)
+    return BlocksDone(objects, rasters, gathered, overview)
 
-    view, counts = gathered.view, gathered.counts
-    over_grid = overview.grid(grid)
+
+def blockwise_analysis(before_info: SceneInfo, after_info: SceneInfo, plan, params, blocks: list[Block], mosaic: Mosaic,
+                       measured: Statistics, done: BlocksDone, timings: dict):
+    """The :class:`imagery.pipeline.Analysis` of a block-wise run: objects and rasters from the blocks, the
+    report's overview, the statistics pass's shift, normalisation and change rule, pixel counts summed."""
+    from imagery.pipeline import Analysis, scene_sources
+
+    grid = plan.grid
+    view, counts = done.gathered.view, done.gathered.counts
+    over_grid = done.overview.grid(grid)
     before, after = (Raster(view[side], view[f"{side}_valid"], over_grid, plan.bands, info.acquired)
                      for side, info in (("before", before_info), ("after", after_info)))
     inside = max(counts["inside"], 1)
     change = measured.change
-    change.details["blockwise"] = {"blocks": len(blocks), "block_px": params.block_px, "halo_px": halo,
+    change.details["blockwise"] = {"blocks": len(blocks), "block_px": params.block_px, "halo_px": halo_px(plan.pixel_size_m),
                                    "statistics_sample_pixels": measured.sample_pixels,
                                    "statistics_windows": len(mosaic.windows),
-                                   "block_seconds": round(gathered.block_seconds, 1),
-                                   "statistics_measured_per_block": sorted(gathered.local_stats)}
+                                   "block_seconds": round(done.gathered.block_seconds, 1),
+                                   "statistics_measured_per_block": sorted(done.gathered.local_stats)}
     sources = {**scene_sources(before_info, after_info), "aoi_pixels": counts["inside"],
                "not_analysed": {k: round(counts[k] / inside, 4) for k in ("cloud", "cloud_shadow", "coherent")}
                if params.mask_clouds else {}}
     return Analysis(grid=grid, before=before, after=after, analysed=view["analysed"], score=None, mask=None,
-                    objects=objects, shift=measured.shift, normalisation=measured.normalisation, change=change,
-                    params=params, area_lonlat=plan.area_lonlat, timings=watch.times, sources=sources, rasters=rasters,
-                    overview_grid=over_grid, pixel_counts={"analysed": counts["analysed"], "changed": counts["changed"]})
+                    objects=done.objects, shift=measured.shift, normalisation=measured.normalisation, change=change,
+                    params=params, area_lonlat=plan.area_lonlat, timings=timings, sources=sources,
+                    rasters=done.rasters, overview_grid=over_grid,
+                    pixel_counts={"analysed": counts["analysed"], "changed": counts["changed"]})
