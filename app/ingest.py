@@ -72,58 +72,8 @@ async def receive_upload(request: Request, settings: Settings) -> Upload:
         raise PayloadTooLarge(f"the upload is larger than the limit of {settings.max_upload_mb} MB")
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     check_disk(settings, int(declared) if declared and declared.isdigit() else 0, "receive this upload")
-    upload = Upload()
-    digest = hashlib.sha256()
-    state = {"name": None, "filename": None, "headers": {}, "field": b"", "fh": None, "header_field": b"", "header_value": b""}
-
-    def on_header_field(data, start, end):
-        state["header_field"] += data[start:end]
-
-    def on_header_value(data, start, end):
-        state["header_value"] += data[start:end]
-
-    def on_header_end():
-        state["headers"][state["header_field"].decode("latin-1").lower()] = state["header_value"]
-        state["header_field"], state["header_value"] = b"", b""
-
-    def on_headers_finished():
-        _, disp = parse_options_header(state["headers"].get("content-disposition", b""))
-        state["name"] = disp.get(b"name", b"").decode("utf-8", "replace")
-        filename = disp.get(b"filename")
-        if state["name"] == "file" and filename is not None:
-            if upload.path is not None:
-                raise InvalidRequest("send exactly one file")
-            upload.filename = safe_filename(filename.decode("utf-8", "replace"))
-            folder = settings.uploads_dir / uuid.uuid4().hex
-            folder.mkdir()
-            upload.path = folder / upload.filename
-            state["fh"] = open(upload.path, "wb")
-
-    def on_part_data(data, start, end):
-        chunk = data[start:end]
-        if state["fh"] is not None:
-            upload.size += len(chunk)
-            if upload.size > limit:
-                raise PayloadTooLarge(f"the upload is larger than the limit of {settings.max_upload_mb} MB")
-            digest.update(chunk)
-            state["fh"].write(chunk)
-        else:
-            state["field"] += chunk
-            if len(state["field"]) > MAX_FIELD_BYTES:
-                raise InvalidRequest(f"form field {state['name']!r} is too long")
-
-    def on_part_end():
-        if state["fh"] is not None:
-            state["fh"].close()
-            state["fh"] = None
-        elif state["name"]:
-            upload.fields[state["name"]] = state["field"].decode("utf-8", "replace")
-        state.update(name=None, headers={}, field=b"")
-
-    parser = MultipartParser(params[b"boundary"], callbacks={
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    form = UploadForm(settings.uploads_dir, limit, settings.max_upload_mb)
+    parser = MultipartParser(params[b"boundary"], callbacks=form.callbacks())
     try:
         try:
             async for chunk in request.stream():
@@ -132,14 +82,83 @@ async def receive_upload(request: Request, settings: Settings) -> Upload:
         except FormParserError as exc:
             raise InvalidRequest(f"the multipart/form-data body is malformed ({exc})") from None
     except BaseException:
-        if state["fh"] is not None:
-            state["fh"].close()
-        upload.discard()
+        form.close()
+        form.upload.discard()
         raise
-    if upload.path is None:
+    if form.upload.path is None:
         raise InvalidRequest("the form has no 'file' part")
-    upload.sha256 = digest.hexdigest()
-    return upload
+    form.upload.sha256 = form.digest.hexdigest()
+    return form.upload
+
+
+class UploadForm:
+    """The multipart parser's callbacks: the one ``file`` part streamed into a new folder of ``uploads_dir``
+    (refused past ``limit`` bytes) and hashed, the other fields kept as text (each at most
+    :data:`MAX_FIELD_BYTES`)."""
+
+    def __init__(self, uploads_dir: Path, limit: int, limit_mb: int):
+        self.uploads_dir, self.limit, self.limit_mb = uploads_dir, limit, limit_mb
+        self.upload = Upload()
+        self.digest = hashlib.sha256()
+        self.name: str | None = None
+        self.headers: dict = {}
+        self.field = b""
+        self.header_field = b""
+        self.header_value = b""
+        self.fh = None
+
+    def callbacks(self) -> dict:
+        return {"on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
+                "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
+                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end}
+
+    def on_header_field(self, data, start, end):
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data, start, end):
+        self.header_value += data[start:end]
+
+    def on_header_end(self):
+        self.headers[self.header_field.decode("latin-1").lower()] = self.header_value
+        self.header_field, self.header_value = b"", b""
+
+    def on_headers_finished(self):
+        _, disp = parse_options_header(self.headers.get("content-disposition", b""))
+        self.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        if self.name == "file" and filename is not None:
+            if self.upload.path is not None:
+                raise InvalidRequest("send exactly one file")
+            self.upload.filename = safe_filename(filename.decode("utf-8", "replace"))
+            folder = self.uploads_dir / uuid.uuid4().hex
+            folder.mkdir()
+            self.upload.path = folder / self.upload.filename
+            self.fh = open(self.upload.path, "wb")
+
+    def on_part_data(self, data, start, end):
+        chunk = data[start:end]
+        if self.fh is not None:
+            self.upload.size += len(chunk)
+            if self.upload.size > self.limit:
+                raise PayloadTooLarge(f"the upload is larger than the limit of {self.limit_mb} MB")
+            self.digest.update(chunk)
+            self.fh.write(chunk)
+        else:
+            self.field += chunk
+            if len(self.field) > MAX_FIELD_BYTES:
+                raise InvalidRequest(f"form field {self.name!r} is too long")
+
+    def on_part_end(self):
+        if self.fh is not None:
+            self.close()
+        elif self.name:
+            self.upload.fields[self.name] = self.field.decode("utf-8", "replace")
+        self.name, self.headers, self.field = None, {}, b""
+
+    def close(self):
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 def safe_filename(name: str) -> str:

@@ -423,7 +423,22 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
 
     cores = object_cores(material, analysed, px, p)
     static = static_objects(A, B, analysed & (labels == 0), px, stats=stats.scope("static"))
-    core_labels, n_cores = ndimage.label(cores, structure=np.ones((3, 3), bool))
+    out_labels, kinds = classify_cores(cores, A, B, labels > 0, static, analysed, noise, px, p)
+    out_labels, kinds, residues = drop_residues(out_labels, kinds, labels, p.min_region_share)
+    details = {"candidates": int(n), "candidate_pixels": int(rows.size), "unexplained_pixels": int(unexplained.sum()),
+               "residues_dropped": residues,
+               "objects": len(kinds), **lean}
+    return ObjectChanges(out_labels, kinds, stat, details)
+
+
+def classify_cores(cores: np.ndarray, A: np.ndarray, B: np.ndarray, candidates: np.ndarray, static: np.ndarray,
+                   analysed: np.ndarray, noise: np.ndarray, px: float, p: ObjectParams) -> tuple[np.ndarray, dict]:
+    """Each core (8-connected) of at least ``min_object_m2`` judged by :func:`presence` in AFTER (``A``) and
+    BEFORE (``B``) against a ring around it that leaves out candidate regions and ``static`` objects:
+    appeared, disappeared, changed (present in both, at least ``min_changed_m2`` and compact), or dropped.
+    Returns the kept cores numbered 1..n (int32, rows x cols) and ``{label: kind}``."""
+    nb = A.shape[0]
+    core_labels, _ = ndimage.label(cores, structure=np.ones((3, 3), bool))
     gap = max(1, int(round(p.ring_gap_m / px)))
     width = max(2, int(round(p.ring_width_m / px)))
     z_present = p.z_present**2
@@ -440,7 +455,7 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
         area = float(region.sum()) * px * px
         if area < p.min_object_m2:
             continue
-        ring = ring_around(region, (labels[r0:r1, c0:c1] > 0) | static[r0:r1, c0:c1], analysed[r0:r1, c0:c1], gap, width)
+        ring = ring_around(region, candidates[r0:r1, c0:c1] | static[r0:r1, c0:c1], analysed[r0:r1, c0:c1], gap, width)
         if ring.sum() < 8:
             continue
         z_after = presence(A[:, r0:r1, c0:c1], region, ring, noise)
@@ -457,8 +472,4 @@ def detect_at_work_resolution(before: np.ndarray, after: np.ndarray, analysed: n
         new_id = len(kinds) + 1
         out_labels[r0:r1, c0:c1][region] = new_id
         kinds[new_id] = kind
-    out_labels, kinds, residues = drop_residues(out_labels, kinds, labels, p.min_region_share)
-    details = {"candidates": int(n), "candidate_pixels": int(rows.size), "unexplained_pixels": int(unexplained.sum()),
-               "residues_dropped": residues,
-               "objects": len(kinds), **lean}
-    return ObjectChanges(out_labels, kinds, stat, details)
+    return out_labels, kinds
