@@ -251,7 +251,7 @@ class Heartbeat(threading.Thread):
 
 def run_job(analysis_id: str, settings_json: str) -> str:
     """Run one analysis to the end; returns the final status. Never raises for a bad analysis."""
-    from app.alerts import events_for
+    from app.services import finish_analysis
     from imagery.errors import ImageryError, first_line
 
     settings = Settings.model_validate_json(settings_json)
@@ -267,8 +267,7 @@ def run_job(analysis_id: str, settings_json: str) -> str:
     try:
         summary, product_dir = execute(analysis_id, settings, sessions, worker, beat)
         with sessions() as session:
-            store.finish(session, analysis_id, worker, summary=summary, product_dir=product_dir,
-                         outbox=events_for(session, settings, analysis_id, summary))
+            finish_analysis(session, settings, analysis_id, worker, summary, product_dir)
         return "succeeded"
     except Cancelled:
         return "cancelled"
@@ -300,14 +299,8 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     from imagery.scenes import SceneLimits, inspect_scene
 
     with sessions() as session:
-        row = store.load_analysis(session, analysis_id)
-        aoi_row = row.aoi if hasattr(row, "aoi") else None
-        from app.models import Aoi, Scene
-
-        aoi_row = session.get(Aoi, row.aoi_id)
-        before_row = session.get(Scene, row.before_scene_id)
-        after_row = session.get(Scene, row.after_scene_id)
-        zones = {z.name: shape(z.geometry) for z in store.zones_of(session, row.aoi_id)}
+        row, aoi_row, before_row, after_row, zone_rows = store.analysis_inputs(session, analysis_id)
+        zones = {z.name: shape(z.geometry) for z in zone_rows}
         method, params = row.method, dict(row.params or {})
     data_dir = Path(settings.data_dir).resolve()  # absolute: a block may run in another process or on another machine
     limits = SceneLimits(max_pixels=settings.max_scene_pixels)

@@ -1,9 +1,11 @@
-"""Use cases of the service, the same for HTTP routes, the demo and the CLI: each checks its rules and writes
-its rows through :mod:`app.store`. Routes only translate HTTP (status, headers, links) around them."""
+"""Use cases of the service, the same for HTTP routes, the demo, the CLI and the job workers: each checks its rules
+and writes its rows through :mod:`app.store`, and keeps files and rows together (no file without its row, no row
+pointing at a removed file). Routes only translate HTTP (status, headers, links, caches) around them."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -91,3 +93,30 @@ def queue_analysis(session: Session, team: str, aoi_id: str, before_scene_id: st
     return store.add_analysis(session, Analysis(team=team, aoi_id=aoi.id, before_scene_id=before.id,
                                                 after_scene_id=after.id, method=method,
                                                 params=options.model_dump(exclude_defaults=True)))
+
+
+def delete_scene(session: Session, data_dir: Path, team: str, scene_id: str) -> Scene:
+    """Remove one of the team's scenes, row then file. Raises NotFound, or Conflict while an analysis uses it or
+    it is a watched AOI's baseline (nothing removed then)."""
+    scene = store.delete_scene(session, team, scene_id)
+    (data_dir / scene.path).unlink(missing_ok=True)
+    return scene
+
+
+def delete_analysis(session: Session, data_dir: Path, team: str, analysis_id: str) -> Analysis:
+    """Remove one of the team's analyses, row then product folder. Raises NotFound, or Conflict while it runs
+    (its worker owns the folder then)."""
+    row = store.delete_analysis(session, team, analysis_id)
+    if row.product_dir:
+        shutil.rmtree(data_dir / row.product_dir, ignore_errors=True)
+    return row
+
+
+def finish_analysis(session: Session, settings, analysis_id: str, worker: str, summary: dict, product_dir: str) -> bool:
+    """Mark a running analysis succeeded with its summary (``summary.json`` as written, read back: one summary
+    for the file and the API) and product folder (relative to the data folder), and queue its alert events, in
+    one transaction. False when the analysis is no longer this worker's (deleted or taken over)."""
+    from app.alerts import events_for
+
+    return store.finish(session, analysis_id, worker, summary=summary, product_dir=product_dir,
+                        outbox=events_for(session, settings, analysis_id, summary))

@@ -328,6 +328,15 @@ def load_analysis(session: Session, analysis_id: str) -> Analysis | None:
     return session.get(Analysis, analysis_id)
 
 
+def analysis_inputs(session: Session, analysis_id: str) -> tuple[Analysis, Aoi, Scene, Scene, list[Zone]]:
+    """What a worker needs to run an analysis (any team's): its row, AOI, BEFORE and AFTER scenes, the AOI's zones."""
+    row = session.get(Analysis, analysis_id)
+    if row is None:
+        raise NotFound("the analysis was deleted")
+    return (row, session.get(Aoi, row.aoi_id), session.get(Scene, row.before_scene_id),
+            session.get(Scene, row.after_scene_id), zones_of(session, row.aoi_id))
+
+
 def list_analyses(session: Session, team: str, *, aoi_id: str | None = None, status: str | None = None,
                   cursor: str | None = None, limit: int | None = None):
     q = select(Analysis).where(Analysis.team == team)
@@ -406,11 +415,15 @@ def recover_interrupted(session: Session, *, older_than_s: float, max_attempts: 
     if session.bind.dialect.name == "sqlite":
         cutoff = cutoff.replace(tzinfo=None)
     stale = and_(Analysis.status == "running", or_(Analysis.heartbeat_at.is_(None), Analysis.heartbeat_at <= cutoff))
+    # "fetch": rows already loaded in this session are refreshed from the database, not compared in Python
+    # (SQLite stores naive times, loaded rows hold aware ones)
+    fetch = {"synchronize_session": "fetch"}
     failed = session.execute(update(Analysis).where(stale, Analysis.attempts >= max_attempts).values(
         status="failed", stage="failed", finished_at=utcnow(),
         error=f"the analysis was interrupted {max_attempts} times (worker crash or restart); it will not be retried",
-    )).rowcount
-    requeued = session.execute(update(Analysis).where(stale).values(status="queued", worker=None, stage="requeued after interruption")).rowcount
+    ).execution_options(**fetch)).rowcount
+    requeued = session.execute(update(Analysis).where(stale).values(status="queued", worker=None, stage="requeued after interruption")
+                               .execution_options(**fetch)).rowcount
     session.commit()
     return requeued, failed
 

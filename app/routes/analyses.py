@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,10 +56,9 @@ def get_analysis(analysis_id: str, request: Request, session: SessionDep, settin
 @router.delete("/analyses/{analysis_id}", status_code=204)
 def delete_analysis(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep,
                     principal: AnalystDep) -> Response:
-    row = store.delete_analysis(session, principal.team, analysis_id)
+    row = services.delete_analysis(session, settings.data_dir, principal.team, analysis_id)
     if row.product_dir:
-        request.app.state.products.forget(row.id)
-        shutil.rmtree(settings.data_dir / row.product_dir, ignore_errors=True)
+        request.app.state.products.forget(row.id)  # open tile readers and cached tiles of the removed products
     return Response(status_code=204)
 
 

@@ -95,6 +95,5 @@ def get_scene(scene_id: str, session: SessionDep, principal: PrincipalDep) -> Sc
 
 @router.delete("/{scene_id}", status_code=204)
 def delete_scene(scene_id: str, session: SessionDep, settings: SettingsDep, principal: AnalystDep) -> Response:
-    scene = store.delete_scene(session, principal.team, scene_id)
-    (settings.data_dir / scene.path).unlink(missing_ok=True)
+    services.delete_scene(session, settings.data_dir, principal.team, scene_id)
     return Response(status_code=204)

@@ -3,14 +3,17 @@ and the demo call these, so each rule is tested once here and its HTTP translati
 
 from __future__ import annotations
 
+import json
 
 import pytest
+from sqlalchemy import select
 
 from app import services, store
 from app.db import make_engine, migrate, session_factory
 from app.demo import upload_from_file
-from app.errors import InvalidRequest, NotFound
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.ingest import ingest
+from app.models import Alert, Delivery, Zone
 from app.settings import Settings
 from tests.pairs import footprint_geojson, small_pair
 
@@ -91,3 +94,89 @@ def test_register_scene_records_the_row_or_leaves_no_file(world, tmp_path):
     assert not (settings.data_dir / broken.path).exists()
     with sessions() as session, pytest.raises(NotFound):
         store.get_scene(session, "red", broken.id)
+
+
+def queue_one(sessions, ids) -> str:
+    with sessions() as session:
+        return services.queue_analysis(session, "red", ids["aoi"], ids["before"], ids["after"]).id
+
+
+def test_delete_scene_removes_row_and_file_or_nothing(world, tmp_path):
+    sessions, ids, _ = world
+    data_dir = tmp_path / "data"
+    analysis_id = queue_one(sessions, ids)
+    with sessions() as session:
+        path = data_dir / store.get_scene(session, "red", ids["before"]).path
+        with pytest.raises(NotFound):
+            services.delete_scene(session, data_dir, "blue", ids["before"])  # another team's scene
+        with pytest.raises(Conflict) as caught:
+            services.delete_scene(session, data_dir, "red", ids["before"])  # an analysis uses it
+        assert "delete them first" in str(caught.value)
+    assert path.exists()  # refused: the row and the file stay
+    with sessions() as session:
+        assert store.get_scene(session, "red", ids["before"]).id == ids["before"]
+        services.delete_analysis(session, data_dir, "red", analysis_id)
+        services.delete_scene(session, data_dir, "red", ids["before"])
+    assert not path.exists()
+    with sessions() as session, pytest.raises(NotFound):
+        store.get_scene(session, "red", ids["before"])
+
+
+def test_delete_analysis_removes_its_products_but_not_while_it_runs(world, tmp_path):
+    sessions, ids, _ = world
+    data_dir = tmp_path / "data"
+    analysis_id = queue_one(sessions, ids)
+    products = data_dir / "analyses" / analysis_id
+    products.mkdir(parents=True)
+    (products / "summary.json").write_text("{}")
+    with sessions() as session:
+        assert store.claim_queued(session, "worker-1", 1) == [analysis_id]
+        store.load_analysis(session, analysis_id).product_dir = f"analyses/{analysis_id}"
+        session.commit()
+        with pytest.raises(Conflict):
+            services.delete_analysis(session, data_dir, "red", analysis_id)  # its worker owns the folder
+    assert (products / "summary.json").exists()
+    with sessions() as session:
+        store.fail(session, analysis_id, "worker-1", "stopped by the test")
+        with pytest.raises(NotFound):
+            services.delete_analysis(session, data_dir, "blue", analysis_id)
+        services.delete_analysis(session, data_dir, "red", analysis_id)
+        assert store.load_analysis(session, analysis_id) is None
+    assert not products.exists()
+
+
+def test_finish_analysis_stores_one_summary_and_queues_the_alerts_it_meets(world, tmp_path):
+    sessions, ids, _ = world
+    settings = Settings(data_dir=tmp_path / "data")
+    analysis_id = queue_one(sessions, ids)
+    summary = {"counts": {"objects": {"appeared": {"vehicle": 3, "tent": 1}}}, "changed_area_m2": 42.0}
+    with sessions() as session:
+        met = store.add_alert(session, Alert(team="red", aoi_id=ids["aoi"], url="http://127.0.0.1:9/hook",
+                                             secret="s" * 16, rule={"class": "vehicle", "change": "appeared", "min": 3}))
+        store.add_alert(session, Alert(team="red", aoi_id=ids["aoi"], url="http://127.0.0.1:9/hook",
+                                       secret="s" * 16, rule={"class": "tent", "change": "appeared", "min": 2}))
+        assert store.claim_queued(session, "worker-1", 1) == [analysis_id]
+        # only the worker that runs it may finish it
+        assert not services.finish_analysis(session, settings, analysis_id, "worker-2", summary, "analyses/x")
+        assert store.load_analysis(session, analysis_id).status == "running"
+        assert services.finish_analysis(session, settings, analysis_id, "worker-1", summary, f"analyses/{analysis_id}")
+    with sessions() as session:
+        row = store.load_analysis(session, analysis_id)
+        assert (row.status, row.summary, row.product_dir) == ("succeeded", summary, f"analyses/{analysis_id}")
+        deliveries = session.scalars(select(Delivery)).all()
+        assert [d.alert_id for d in deliveries] == [met.id]  # 3 vehicles meet "min 3"; 1 tent does not meet "min 2"
+        event = json.loads(deliveries[0].body)
+        assert (event["analysis_id"], event["count"], event["zone"]) == (analysis_id, 3, None)
+
+
+def test_analysis_inputs_are_the_rows_a_worker_runs_on(world):
+    sessions, ids, _ = world
+    analysis_id = queue_one(sessions, ids)
+    with sessions() as session:
+        store.add_zone(session, Zone(team="red", aoi_id=ids["aoi"], name="gate", area_m2=100.0,
+                                     geometry=store.get_aoi(session, "red", ids["aoi"]).geometry))
+        row, aoi, before, after, zones = store.analysis_inputs(session, analysis_id)
+        assert (row.id, aoi.id, before.id, after.id) == (analysis_id, ids["aoi"], ids["before"], ids["after"])
+        assert [z.name for z in zones] == ["gate"]
+        with pytest.raises(NotFound):
+            store.analysis_inputs(session, "no-such-analysis")
