@@ -510,12 +510,11 @@ def blockwise_analysis(before_info: SceneInfo, after_info: SceneInfo, plan, para
     before, after = (Raster(view[side], view[f"{side}_valid"], over_grid, plan.bands, info.acquired)
                      for side, info in (("before", before_info), ("after", after_info)))
     inside = max(counts["inside"], 1)
-    change = measured.change
-    change.details["blockwise"] = {"blocks": len(blocks), "block_px": params.block_px, "halo_px": halo_px(plan.pixel_size_m),
-                                   "statistics_sample_pixels": measured.sample_pixels,
-                                   "statistics_windows": len(mosaic.windows),
-                                   "block_seconds": round(done.gathered.block_seconds, 1),
-                                   "statistics_measured_per_block": sorted(done.gathered.local_stats)}
+    blockwise = {"blocks": len(blocks), "block_px": params.block_px, "halo_px": halo_px(plan.pixel_size_m),
+                 "statistics_sample_pixels": measured.sample_pixels, "statistics_windows": len(mosaic.windows),
+                 "block_seconds": round(done.gathered.block_seconds, 1),
+                 "statistics_measured_per_block": sorted(done.gathered.local_stats)}
+    change = replace(measured.change, details={**measured.change.details, "blockwise": blockwise})
     sources = {**scene_sources(before_info, after_info), "aoi_pixels": counts["inside"],
                "not_analysed": {k: round(counts[k] / inside, 4) for k in ("cloud", "cloud_shadow", "coherent")}
                if params.mask_clouds else {}}

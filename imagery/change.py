@@ -7,7 +7,7 @@ reports ``score = P(change)`` and the threshold its stated rule picks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import cv2
@@ -17,43 +17,56 @@ from scipy import stats as scipy_stats
 
 from imagery.background import robust_sigma
 from imagery.normalize import MADFit
+from imagery.raster import Raster
 from imagery.scenestats import SceneStats, scene_stats
 from imagery.thresholds import kittler_illingworth, otsu
 
 
 @dataclass(frozen=True)
 class ChangeInputs:
-    """What a change method gets.
+    """What a change method gets: the two dates as raster values on the analysis grid, and what to compare.
 
     Attributes
     ----------
-    before, after : ndarray (bands, rows, cols) float32
-        BEFORE, and AFTER normalised to BEFORE's radiometry, co-registered.
+    before : Raster
+        BEFORE on the analysis grid (a UTM grid of ``pixel_size_m`` metres), bands with their roles.
+    after : Raster
+        AFTER co-registered and normalised to BEFORE's radiometry, on the same grid with the same bands.
     analysed : ndarray (rows, cols) bool
         Pixels to analyse (inside AOI, valid in both dates, not cloud).
-    bands : tuple of str
     pixel_size_m : float
+        The analysis pixel size, metres.
     mad : MADFit or None
         IR-MAD fitted on the raw dates (multiband only).
     sample : ndarray
         Flat indexes of the statistics sample (valid pixels).
-    raw_after : ndarray (bands, rows, cols) float32, optional
-        AFTER co-registered but not normalised.
+    raw_after : Raster, optional
+        AFTER co-registered but not normalised (default ``after``).
     stats : SceneStats, optional
         Scene-wide statistics and decisions (thresholds, noise, fitted models), one scope per method; default
-        measured on these arrays. A block of a larger grid gets the whole grid's (see
+        measured on these pixels. A block of a larger grid gets the whole grid's (see
         :mod:`imagery.scenestats`).
     """
 
-    before: np.ndarray
-    after: np.ndarray
+    before: Raster
+    after: Raster
     analysed: np.ndarray
-    bands: tuple[str, ...]
     pixel_size_m: float
     mad: MADFit | None
     sample: np.ndarray
-    raw_after: np.ndarray | None = None
+    raw_after: Raster | None = None
     stats: SceneStats | None = None
+
+    def __post_init__(self):
+        if self.after.bands != self.before.bands or self.after.grid.shape != self.before.grid.shape:
+            raise ValueError("BEFORE and AFTER must have the same bands on the same grid")
+        if self.analysed.shape != tuple(self.before.grid.shape):
+            raise ValueError(f"the analysed mask {self.analysed.shape} does not match the grid {self.before.grid.shape}")
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The band roles of both dates."""
+        return self.before.bands
 
     def scene(self, method: str) -> SceneStats:
         """The scene statistics of ``method``."""
@@ -124,7 +137,7 @@ def irmad_method(inputs: ChangeInputs) -> ChangeResult:
     if inputs.mad is None:
         return cva_method(inputs)
     raw_after = inputs.raw_after if inputs.raw_after is not None else inputs.after
-    chi2 = inputs.mad.chi2(inputs.before, raw_after)
+    chi2 = inputs.mad.chi2(inputs.before.data, raw_after.data)
     return finish(chi2, inputs.mad.dof, inputs, {"statistic": "IR-MAD chi-square", **inputs.mad.to_dict()},
                   inputs.scene("irmad"))
 
@@ -132,7 +145,7 @@ def irmad_method(inputs: ChangeInputs) -> ChangeResult:
 def cva_method(inputs: ChangeInputs) -> ChangeResult:
     """Change vector analysis: squared difference per band over a robust noise sigma, summed, calibrated."""
     stats = inputs.scene("cva")
-    diff = inputs.after - inputs.before
+    diff = inputs.after.data - inputs.before.data
     stat = np.zeros(inputs.analysed.shape, dtype=np.float32)
     for k in range(diff.shape[0]):
         sigma = stats.take(f"sigma{k}", lambda: robust_sigma(diff[k].ravel()[inputs.sample], nonzero=True))
@@ -145,7 +158,7 @@ def cva_method(inputs: ChangeInputs) -> ChangeResult:
 def diff_method(inputs: ChangeInputs) -> ChangeResult:
     """Naive baseline: absolute brightness difference, Otsu threshold."""
     stats = inputs.scene("diff")
-    d = np.abs(inputs.after.mean(axis=0) - inputs.before.mean(axis=0))
+    d = np.abs(inputs.after.data.mean(axis=0) - inputs.before.data.mean(axis=0))
     scale = stats.take("scale", lambda: float(np.percentile(d.ravel()[inputs.sample], 99.9)) or 1.0)
     score = np.clip(d / scale, 0, 1).astype(np.float32)
     score[~inputs.analysed] = 0.0
@@ -241,7 +254,6 @@ class JointGaussian:
 
         One quadratic form with the combined matrix inv(C) - blockdiag(inv(Cb), inv(Ca)), float32 BLAS.
         """
-        d = before.shape[0]
         z = np.concatenate([before, after]).astype(np.float32)
         z -= self.mean[:, None].astype(np.float32)
         q = self.combined.astype(np.float32) @ z
@@ -364,12 +376,12 @@ def hacd_method(inputs: ChangeInputs) -> ChangeResult:
     both dates are never called change.
     """
     stats = inputs.scene("hacd")
-    llr = hacd_llr(inputs.before, inputs.after, inputs.analysed, inputs.sample, stats=stats)
+    llr = hacd_llr(inputs.before.data, inputs.after.data, inputs.analysed, inputs.sample, stats=stats)
     threshold_llr = float(np.log((1 - CHANGE_PRIOR) / CHANGE_PRIOR))
     score = (0.5 * (1.0 + np.tanh(0.5 * (llr - threshold_llr)))).astype(np.float32)  # logistic, overflow-free
     excluded = ~inputs.analysed
     if inputs.pixel_size_m > VEGETATION_RULE_MIN_PX_M:
-        excluded |= vegetated_both(inputs.before, inputs.after, inputs.bands, inputs.analysed, stats)
+        excluded |= vegetated_both(inputs.before.data, inputs.after.data, inputs.bands, inputs.analysed, stats)
     score[excluded] = 0.0
     return ChangeResult(score=score, changed=score > 0.5, threshold=0.5,
                         rule=f"Bayes rule, change prior {CHANGE_PRIOR:g}: LLR > {threshold_llr:.2f} nats",
@@ -393,9 +405,9 @@ def objects_method(inputs: ChangeInputs) -> ChangeResult:
     """
     from imagery.objectchange import detect_object_changes
 
-    found = detect_object_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m,
+    found = detect_object_changes(inputs.before.data, inputs.after.data, inputs.analysed, inputs.bands, inputs.pixel_size_m,
                                   stats=inputs.scene("objects"))
-    dof = inputs.before.shape[0]
+    dof = inputs.before.count
     score = chi2_score(found.statistic, dof)
     score[~inputs.analysed] = 0.0
     changed = found.labels > 0
@@ -414,7 +426,7 @@ def regions_method(inputs: ChangeInputs) -> ChangeResult:
     from imagery.regionchange import RegionParams, detect_region_changes
 
     params = RegionParams()
-    found = detect_region_changes(inputs.before, inputs.after, inputs.analysed, inputs.bands, inputs.pixel_size_m, params,
+    found = detect_region_changes(inputs.before.data, inputs.after.data, inputs.analysed, inputs.bands, inputs.pixel_size_m, params,
                                   stats=inputs.scene("regions"))
     score = (0.5 * (1.0 + np.tanh(0.5 * (found.z - params.z_threshold)))).astype(np.float32)
     score[~inputs.analysed] = 0.0
@@ -456,15 +468,14 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
       object stage would explain everything away);
     * coarser: ``hacd``.
     """
-    if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.shape[0] >= 2:
+    if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.count >= 2:
         result = merge_results(objects_method(inputs), regions_method(inputs))
         chosen = "objects+regions"
     elif inputs.pixel_size_m <= REGION_MAX_PX_M:
         result, chosen = regions_method(inputs), "regions"
     else:
         result, chosen = hacd_method(inputs), "hacd"
-    result.details["resolved_method"] = chosen
-    return result
+    return replace(result, details={**result.details, "resolved_method": chosen})
 
 
 @dataclass(frozen=True)

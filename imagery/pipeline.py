@@ -27,7 +27,8 @@ from imagery.contract import MASK_CHANGED
 from imagery.coregister import NO_SHIFT, ShiftEstimate, estimate_shift, structure_band
 from imagery.errors import AnalysisError, BandError, GridTooLargeError, NoOverlapError
 from imagery.grid import Grid, analysis_grid, nominal_pixel_size_m
-from imagery.normalize import DEFAULT_SAMPLE, Normalisation, apply_normalisation, fit_irmad, fit_normalisation, sample_indexes
+from imagery.normalize import (DEFAULT_SAMPLE, MADFit, Normalisation, apply_normalisation, fit_irmad, fit_normalisation,
+                               sample_indexes)
 from imagery.objects import MASK_VALUES, ChangeObject, counts_by
 from imagery.raster import BAND_ROLES, Raster, brightness
 from imagery.scenes import SceneInfo, read_onto_grid
@@ -316,7 +317,7 @@ class Prepared:
     valid: np.ndarray
     shift: ShiftEstimate
     normalisation: Normalisation
-    mad: object
+    mad: MADFit | None  # IR-MAD fitted on the raw dates (multiband only)
     sample: np.ndarray
     pixel_size_m: float
     area_lonlat: BaseGeometry
@@ -480,10 +481,10 @@ def find_changes(prep: Prepared, params: AnalysisParams, stats: SceneStats, samp
             raise AnalysisError("clouds or nodata cover the whole area: nothing left to compare")
 
     report("detecting change", 0.55)
-    inputs = ChangeInputs(before=prep.before.data, after=prep.after_norm, analysed=analysed, bands=bands,
+    inputs = ChangeInputs(before=prep.before, after=prep.after.with_data(prep.after_norm), analysed=analysed,
                           pixel_size_m=prep.pixel_size_m, mad=prep.mad,
                           sample=np.empty(0, np.int64) if sample is None else sample,
-                          raw_after=prep.after.data, stats=stats.scope("change"))
+                          raw_after=prep.after, stats=stats.scope("change"))
     result = METHODS[params.method](inputs)
     watch.lap("change")
 

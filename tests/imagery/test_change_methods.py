@@ -8,11 +8,17 @@ its false alarms outside it small, and score only analysed pixels.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from affine import Affine
+from rasterio.crs import CRS
 
 from imagery.change import METHODS, ChangeInputs
+from imagery.grid import Grid
 from imagery.normalize import fit_irmad, sample_indexes
+from imagery.raster import Raster
 from imagery.thresholds import kittler_illingworth, otsu
 
 pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
@@ -45,8 +51,10 @@ def scene(seed: int = 0, pixel_size_m: float = 2.0) -> tuple[ChangeInputs, np.nd
     truth[BLOCK] = True
     sample = sample_indexes(analysed, 20_000)
     mad = fit_irmad(before.reshape(4, -1)[:, sample], after.reshape(4, -1)[:, sample])
-    inputs = ChangeInputs(before=before, after=after, analysed=analysed, bands=BANDS, pixel_size_m=pixel_size_m, mad=mad,
-                          sample=sample, raw_after=after)
+    grid = Grid(CRS.from_epsg(32635), Affine(pixel_size_m, 0, 400000, 0, -pixel_size_m, 5370000), (SIZE, SIZE))
+    before_raster = Raster(before, analysed, grid, BANDS)
+    inputs = ChangeInputs(before=before_raster, after=before_raster.with_data(after), analysed=analysed,
+                          pixel_size_m=pixel_size_m, mad=mad, sample=sample, raw_after=before_raster.with_data(after))
     return inputs, truth
 
 
@@ -72,18 +80,27 @@ def test_method_reports_little_on_a_pair_without_change(method):
     """Noise alone is not change. (``diff``, the naive baseline, is left out: Otsu always splits its histogram in
     two, so it calls about a third of a changeless pair changed; that is why it is only a baseline.)"""
     inputs, _ = scene(2, PIXEL_M[method])
-    after = inputs.before + np.random.default_rng(9).normal(0, NOISE, inputs.before.shape).astype(np.float32)
-    quiet = ChangeInputs(before=inputs.before, after=after, analysed=inputs.analysed, bands=BANDS,
-                         pixel_size_m=PIXEL_M[method], mad=inputs.mad, sample=inputs.sample, raw_after=after)
+    noise = np.random.default_rng(9).normal(0, NOISE, inputs.before.data.shape).astype(np.float32)
+    after = inputs.before.with_data(inputs.before.data + noise)
+    quiet = replace(inputs, after=after, raw_after=after)
     share = METHODS[method](quiet).changed[inputs.analysed].mean()
     assert share < 0.01, (method, share)
 
 
 def test_irmad_without_a_fit_falls_back_to_cva():
     inputs, _ = scene(0)
-    no_fit = ChangeInputs(before=inputs.before, after=inputs.after, analysed=inputs.analysed, bands=BANDS,
-                          pixel_size_m=2.0, mad=None, sample=inputs.sample)
+    no_fit = replace(inputs, mad=None, raw_after=None)
     assert np.array_equal(METHODS["irmad"](no_fit).changed, METHODS["cva"](no_fit).changed)
+
+
+def test_the_dates_must_share_bands_and_grid():
+    inputs, _ = scene(0)
+    three = inputs.before.select(("blue", "green", "red"))
+    with pytest.raises(ValueError, match="same bands"):
+        replace(inputs, after=three)
+    with pytest.raises(ValueError, match="analysed mask"):
+        replace(inputs, analysed=inputs.analysed[:-1])
+    assert inputs.bands == BANDS  # the roles travel with the pixels
 
 
 @pytest.mark.parametrize("rule", [otsu, kittler_illingworth])
