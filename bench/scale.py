@@ -101,11 +101,14 @@ def main():
         cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         executor = client.get_executor(pure=False)
+    phase = Path({phase!r})
+    phase.write_text("analysis")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir={out!r}) as tmp:
         r = analyze(b, a, None, AnalysisParams(block_px=block_px, max_pixels=10**10), executor=executor,
                     scratch=Path(tmp) / "scratch")
         t1 = time.perf_counter()
+        phase.write_text("products")
         write_products(r, Path(tmp) / "out")
         t2 = time.perf_counter()
         sizes = {{p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}}
@@ -145,10 +148,14 @@ def rss_bytes(pid: int) -> int:
 
 def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
     """One analysis with products in a child process: its result, wall seconds and the tree's peak RSS."""
-    code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT))
+    phase_file = OUT / f".scale_phase_{os.getpid()}"
+    phase_file.write_text("start")
+    code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT),
+                        phase=str(phase_file))
     script = OUT / f".scale_child_{os.getpid()}.py"  # a file, so spawned block processes can import __main__
     script.write_text(code)
     peak = [0, 0]  # the tree's, the analysing process's own
+    by_phase: dict[str, int] = {}  # the tree's peak while analysing and while writing products
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
@@ -156,8 +163,14 @@ def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
     def sample():
         while not done.wait(0.5):
             own = rss_bytes(proc.pid)
-            peak[0] = max(peak[0], own + sum(rss_bytes(p) for p in descendants(proc.pid)[1:]))
+            tree = own + sum(rss_bytes(p) for p in descendants(proc.pid)[1:])
+            peak[0] = max(peak[0], tree)
             peak[1] = max(peak[1], own)
+            try:
+                name = phase_file.read_text()
+            except OSError:
+                name = "?"
+            by_phase[name] = max(by_phase.get(name, 0), tree)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -166,10 +179,12 @@ def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
     done.set()
     sampler.join()
     script.unlink(missing_ok=True)
+    phase_file.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    return {**result, "wall_s": seconds, "peak_mb": peak[0] / 2**20, "parent_peak_mb": peak[1] / 2**20}
+    return {**result, "wall_s": seconds, "peak_mb": peak[0] / 2**20, "parent_peak_mb": peak[1] / 2**20,
+            "peak_by_phase_mb": {k: round(v / 2**20) for k, v in by_phase.items()}}
 
 
 def main(argv=None):
@@ -186,7 +201,8 @@ def main(argv=None):
     def record(label: str, size: int, r: dict):
         rows.append((label, size, r))
         print(f"  {label:34s} {size:6d}²  {r['analysis_s']:7.1f} s analysis + {r['products_s']:5.1f} s products, "
-              f"peak {r['peak_mb']:6.0f} MB (parent {r['parent_peak_mb']:.0f}), {r['objects']} objects, {r['blocks']} blocks", flush=True)
+              f"peak {r['peak_mb']:6.0f} MB (parent {r['parent_peak_mb']:.0f}; by phase {r['peak_by_phase_mb']}), "
+              f"{r['objects']} objects, {r['blocks']} blocks", flush=True)
 
     if not args.no_baseline and BASE_PX in pairs:
         record("whole grid, one process (before)", BASE_PX, run(pairs[BASE_PX], block_px=10**6))
