@@ -267,7 +267,8 @@ def run_job(analysis_id: str, settings_json: str) -> str:
     try:
         summary, product_dir = execute(analysis_id, settings, sessions, worker, beat)
         with sessions() as session:
-            finish_analysis(session, settings, analysis_id, worker, summary, product_dir)
+            if not finish_analysis(session, settings, analysis_id, worker, summary, product_dir):
+                return "cancelled"  # taken over or deleted meanwhile: the products are its new worker's or gone
         return "succeeded"
     except Cancelled:
         return "cancelled"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -103,11 +104,15 @@ def delete_scene(session: Session, data_dir: Path, team: str, scene_id: str) -> 
     return scene
 
 
-def delete_analysis(session: Session, data_dir: Path, team: str, analysis_id: str) -> Analysis:
+def delete_analysis(session: Session, data_dir: Path, team: str, analysis_id: str,
+                    release: Callable[[str], None] | None = None) -> Analysis:
     """Remove one of the team's analyses, row then product folder. Raises NotFound, or Conflict while it runs
-    (its worker owns the folder then)."""
+    (its worker owns the folder then). ``release(analysis_id)`` is called between the two for an analysis with
+    products (a tile cache closes its readers of the files and drops its tiles)."""
     row = store.delete_analysis(session, team, analysis_id)
     if row.product_dir:
+        if release is not None:
+            release(row.id)
         shutil.rmtree(data_dir / row.product_dir, ignore_errors=True)
     return row
 

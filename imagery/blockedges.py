@@ -26,9 +26,10 @@ from imagery.objects import MASK_VALUES, ChangeObject, SizeRules, measure_object
 if TYPE_CHECKING:
     from imagery.blockwise import BlockResult
 
+
 @dataclass
 class Piece:
-    """The part of an object larger than :data:`MAX_OBJECT_M` that lies in one block's core."""
+    """The part of an object larger than :data:`imagery.blockplan.MAX_OBJECT_M` that lies in one block's core."""
 
     block: int
     label: int

@@ -60,6 +60,9 @@ class ChangeInputs:
     def __post_init__(self):
         if self.after.bands != self.before.bands or self.after.grid.shape != self.before.grid.shape:
             raise ValueError("BEFORE and AFTER must have the same bands on the same grid")
+        if self.raw_after is not None and (self.raw_after.bands != self.before.bands
+                                           or self.raw_after.grid.shape != self.before.grid.shape):
+            raise ValueError("raw AFTER must have BEFORE's bands on the same grid")
         if self.analysed.shape != tuple(self.before.grid.shape):
             raise ValueError(f"the analysed mask {self.analysed.shape} does not match the grid {self.before.grid.shape}")
 

@@ -17,7 +17,7 @@ rates or robust scales of the scene itself):
 2. :class:`imagery.explain.Explainer` -- a candidate pixel is explained when one date is
    predicted from the other (as it is, or through a local spectral map that
    absorbs season and haze) up to an illumination change along a plausible
-   shadow line (:func:`shade_directions`: shade is darker by any depth and
+   shadow line (:func:`imagery.explain.shade_directions`: shade is darker by any depth and
    no redder than sunlight -- from grey to skylight-blue).
 3. :func:`imagery.explain.lean_explained` -- the pixels left in a region may be explained by
    one displacement shared by the whole region, along the scene's lean

@@ -56,9 +56,9 @@ def get_analysis(analysis_id: str, request: Request, session: SessionDep, settin
 @router.delete("/analyses/{analysis_id}", status_code=204)
 def delete_analysis(analysis_id: str, request: Request, session: SessionDep, settings: SettingsDep,
                     principal: AnalystDep) -> Response:
-    row = services.delete_analysis(session, settings.data_dir, principal.team, analysis_id)
-    if row.product_dir:
-        request.app.state.products.forget(row.id)  # open tile readers and cached tiles of the removed products
+    # the tile cache closes its readers of the products and drops their tiles before the files go
+    services.delete_analysis(session, settings.data_dir, principal.team, analysis_id,
+                             release=request.app.state.products.forget)
     return Response(status_code=204)
 
 

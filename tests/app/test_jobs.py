@@ -57,13 +57,33 @@ def test_a_bad_analysis_fails_with_its_reason_and_leaves_no_products(queue):
         row = store.load_analysis(session, analysis_id)
         scene_path = settings.data_dir / store.get_scene(session, "red", row.after_scene_id).path
         store.claim_queued(session, "w1", 1)
-    scene_path.write_bytes(b"not a GeoTIFF any more")
+    scene_path.write_bytes(b"garbage, no header")
     assert jobs.run_job(analysis_id, settings.model_dump_json()) == "failed"
     with sessions() as session:
         row = store.load_analysis(session, analysis_id)
-        assert row.status == "failed" and row.error and "\n" not in row.error and "Traceback" not in row.error
+        assert row.status == "failed" and "\n" not in row.error and "Traceback" not in row.error
+        assert "not a GeoTIFF" in row.error  # the reason, not "internal error"
         assert row.product_dir is None
     assert not (settings.data_dir / "analyses" / analysis_id).exists()
+
+
+def test_a_failure_while_writing_products_leaves_none(queue, monkeypatch):
+    import imagery.report
+
+    settings, sessions, analysis_id = queue
+    with sessions() as session:
+        store.claim_queued(session, "w1", 1)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imagery.report, "render_report", disk_full)
+    assert jobs.run_job(analysis_id, settings.model_dump_json()) == "failed"
+    with sessions() as session:
+        row = store.load_analysis(session, analysis_id)
+        assert row.status == "failed" and "No space left on device" in row.error and row.summary is None
+    leftovers = [p.name for p in (settings.data_dir / "analyses").iterdir()] if (settings.data_dir / "analyses").exists() else []
+    assert leftovers == []  # neither the product folder nor its temporary sibling
 
 
 def test_an_analysis_taken_over_midway_is_left_to_its_new_worker(queue, monkeypatch):

@@ -14,7 +14,7 @@ import rasterio
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
-from imagery.blockwise import halo_px, lattice_px, plan_blocks
+from imagery.blockplan import halo_px, lattice_px, plan_blocks
 from imagery.pipeline import AnalysisParams, analyze, plan_analysis
 from imagery.scenes import inspect_scene
 
@@ -157,6 +157,7 @@ def test_blockwise_on_a_dask_cluster_gives_the_same_objects(pair, runs):
 
 
 def test_disk_limit_refused_before_any_pixel_is_read(pair, monkeypatch):
+    import imagery.blockplan
     import imagery.blockwise
     import imagery.pipeline
     from imagery.errors import GridTooLargeError
@@ -168,6 +169,7 @@ def test_disk_limit_refused_before_any_pixel_is_read(pair, monkeypatch):
 
     monkeypatch.setattr(imagery.pipeline, "read_onto_grid", no_read)
     monkeypatch.setattr(imagery.blockwise, "read_onto_grid", no_read)
+    monkeypatch.setattr(imagery.blockplan, "read_onto_grid", no_read)  # the statistics sample
     with pytest.raises(GridTooLargeError, match=r"could take 0\.\d GB of disk, 0\.0 GB are available"):
         analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, max_disk_bytes=10_000_000))
 

@@ -98,6 +98,13 @@ def test_the_dates_must_share_bands_and_grid():
     three = inputs.before.select(("blue", "green", "red"))
     with pytest.raises(ValueError, match="same bands"):
         replace(inputs, after=three)
+    grid = inputs.before.grid
+    smaller = Grid(grid.crs, grid.transform, (SIZE - 1, SIZE))
+    cropped = Raster(inputs.before.data[:, :-1], inputs.analysed[:-1], smaller, BANDS)
+    with pytest.raises(ValueError, match="same grid"):
+        replace(inputs, after=cropped)
+    with pytest.raises(ValueError, match="same grid"):
+        replace(inputs, raw_after=cropped)
     with pytest.raises(ValueError, match="analysed mask"):
         replace(inputs, analysed=inputs.analysed[:-1])
     assert inputs.bands == BANDS  # the roles travel with the pixels

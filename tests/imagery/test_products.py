@@ -86,7 +86,7 @@ def test_block_by_block_cogs_have_the_same_pixels_and_overviews_as_whole_ones(tm
     from rasterio.windows import Window
 
     from imagery.grid import Grid
-    from imagery.products import TiledRasters, overview_factors, write_cog
+    from imagery.products import SCORE_NODATA, TiledRasters, overview_factors, write_cog
 
     rows, cols, bands = 600, 700, ("red", "green", "blue")
     grid = Grid(CRS.from_epsg(32635), Affine(0.5, 0, 400000, 0, -0.5, 5370000), (rows, cols))
@@ -106,13 +106,18 @@ def test_block_by_block_cogs_have_the_same_pixels_and_overviews_as_whole_ones(tm
                                                             after_valid=valid[core]))
     (tmp_path / "blockwise").mkdir()
     tiled.write_cogs(tmp_path / "blockwise")
+    for path in tiled.paths.values():  # the overviews were built into the intermediate files, then copied
+        with rasterio.open(path) as ds:
+            assert ds.overviews(1) == [2, 4], path.name
     tiled.cleanup()
     whole = tmp_path / "whole"
     whole.mkdir()
     write_cog(whole / "before.tif", before, grid, mask=valid, overview_resampling="average")
+    write_cog(whole / "after.tif", before, grid, mask=valid, overview_resampling="average")
+    write_cog(whole / "change_score.tif", score, grid, nodata=SCORE_NODATA, overview_resampling="average")
     write_cog(whole / "change_mask.tif", mask, grid, nodata=contract.MASK_NOT_ANALYSED, overview_resampling="nearest")
     assert overview_factors(rows, cols) == [2, 4]  # 700 -> 350 -> 175 px: the last level fits one 256 px tile
-    for name in ("before.tif", "change_mask.tif"):
+    for name in ("before.tif", "after.tif", "change_score.tif", "change_mask.tif"):
         with rasterio.open(tmp_path / "blockwise" / name) as a, rasterio.open(whole / name) as b:
             assert a.overviews(1) == b.overviews(1) == [2, 4]
             assert (a.profile["blockxsize"], a.compression) == (b.profile["blockxsize"], b.compression)
