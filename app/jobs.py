@@ -329,12 +329,15 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     plan = plan_analysis(before_info, after_info, area, analysis_params)  # refuses a grid too large before any read
     rel = Path("analyses") / analysis_id
     with contextlib.ExitStack() as stack:
-        executor = scratch = None
-        if max(plan.grid.shape) > analysis_params.block_px:  # block by block: rasters in the data folder meanwhile
-            scratch = stack.enter_context(scratch_folder(data_dir / rel))
-            executor = stack.enter_context(block_executor(settings))
-        result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,
-                         scratch=scratch)
+        scratch = None
+        with contextlib.ExitStack() as blocks:
+            executor = None
+            if max(plan.grid.shape) > analysis_params.block_px:  # block by block: rasters in the data folder meanwhile
+                scratch = stack.enter_context(scratch_folder(data_dir / rel))
+                executor = blocks.enter_context(block_executor(settings))
+            result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,
+                             scratch=scratch)
+        # the block processes are gone before the products are written (their memory is the products' now)
         progress("writing products", 1.0)
         for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
             result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)

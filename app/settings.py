@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="Dask distributed scheduler (tcp://host:8786); when set, analyses and the "
                                                         "blocks of a large one are tasks there (every worker must reach the "
                                                         "data folder at the same path).")
-    block_px: int = Field(2048, ge=256, description="An analysis grid with a side longer than this (pixels) is analysed block by "
+    block_px: int = Field(1536, ge=256, description="An analysis grid with a side longer than this (pixels) is analysed block by "
                                                      "block, in blocks of about this side: memory depends on it, not on the grid.")
     block_workers: int | None = Field(None, ge=1, le=64, description="Local processes running the blocks of one large analysis "
                                                                       "(without BASEWATCH_DASK_ADDRESS); default one per CPU.")

@@ -74,7 +74,7 @@ class AnalysisParams:
     coregister: bool = True
     mask_clouds: bool = True
     sample_pixels: int = DEFAULT_SAMPLE
-    block_px: int = 2048
+    block_px: int = 1536
     max_disk_bytes: int | None = None
 
     def to_dict(self) -> dict:
