@@ -174,3 +174,25 @@ def served_analysis(root: Path, keys: dict[str, tuple[str, ...]], env: dict[str,
         yield SimpleNamespace(server=srv, keys=made, analysis=body, pair=pair, tilejson=tilejson, root=root)
     finally:
         srv.stop()
+
+
+def service_state(folder: Path, **settings):
+    """The service's state without a server: a migrated SQLite database in ``folder/data``, team red's two scenes of
+    a small pair (ingested as uploads are) and an AOI over their footprint. Returns (settings, session factory,
+    ids of "before", "after" and "aoi", the BEFORE GeoTIFF)."""
+    from app import services, store
+    from app.db import make_engine, migrate, session_factory
+    from app.demo import upload_from_file
+    from app.ingest import ingest
+    from app.settings import Settings
+
+    config = Settings(data_dir=folder / "data", **settings)
+    config.ensure_dirs()
+    migrate(config.db_url)
+    sessions = session_factory(make_engine(config.db_url))
+    before, after, _ = small_pair(folder / "pair")
+    with sessions() as session:
+        b = store.add_scene(session, ingest(upload_from_file(before, config), config, "red"))
+        a = store.add_scene(session, ingest(upload_from_file(after, config), config, "red"))
+        aoi = services.create_aoi(session, "red", footprint_geojson(before), "motor pool", "north gate")
+        return config, sessions, {"before": b.id, "after": a.id, "aoi": aoi.id}, before

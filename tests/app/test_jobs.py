@@ -10,11 +10,7 @@ import json
 import pytest
 
 from app import jobs, services, store
-from app.db import make_engine, migrate, session_factory
-from app.demo import upload_from_file
-from app.ingest import ingest
-from app.settings import Settings
-from tests.pairs import footprint_geojson, small_pair
+from tests.live import service_state
 
 pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
@@ -22,16 +18,9 @@ pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or c
 @pytest.fixture()
 def queue(tmp_path):
     """One queued analysis of a small pair over its footprint; (settings, sessions, analysis id)."""
-    settings = Settings(data_dir=tmp_path / "data", lease_s=5, max_attempts=2)
-    settings.ensure_dirs()
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    before, after, _ = small_pair(tmp_path / "pair")
+    settings, sessions, ids, _ = service_state(tmp_path, lease_s=5, max_attempts=2)
     with sessions() as session:
-        b = store.add_scene(session, ingest(upload_from_file(before, settings), settings, "red"))
-        a = store.add_scene(session, ingest(upload_from_file(after, settings), settings, "red"))
-        aoi = services.create_aoi(session, "red", footprint_geojson(before), "motor pool")
-        analysis = services.queue_analysis(session, "red", aoi.id, b.id, a.id)
+        analysis = services.queue_analysis(session, "red", ids["aoi"], ids["before"], ids["after"])
         return settings, sessions, analysis.id
 
 

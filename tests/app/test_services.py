@@ -9,29 +9,19 @@ import pytest
 from sqlalchemy import select
 
 from app import services, store
-from app.db import make_engine, migrate, session_factory
 from app.demo import upload_from_file
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.ingest import ingest
 from app.models import Alert, Delivery, Zone
 from app.settings import Settings
-from tests.pairs import footprint_geojson, small_pair
+from tests.live import service_state
 
 pytestmark = pytest.mark.fast  # in-process: no server, browser, PostgreSQL or cluster (make test-fast)
 
 
 @pytest.fixture()
 def world(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data")
-    settings.ensure_dirs()
-    migrate(settings.db_url)
-    sessions = session_factory(make_engine(settings.db_url))
-    before, after, _ = small_pair(tmp_path / "pair")
-    with sessions() as session:
-        b = store.add_scene(session, ingest(upload_from_file(before, settings), settings, "red"))
-        a = store.add_scene(session, ingest(upload_from_file(after, settings), settings, "red"))
-        aoi = services.create_aoi(session, "red", footprint_geojson(before), "motor pool", "north gate")
-        ids = {"before": b.id, "after": a.id, "aoi": aoi.id}
+    _, sessions, ids, before = service_state(tmp_path)
     return sessions, ids, before
 
 
