@@ -8,7 +8,8 @@ AFTER resampled onto BEFORE's grid, then tiled 1x1, 2x2 and 4x4 into tiled ZSTD 
 content repeated, so the work per pixel is the same at every size). Then, each in a child process, with
 the default method (``auto``) and products written (COGs, report, exports):
 
-* every size with the default settings (block-wise above 2048 px, blocks in local processes, one per CPU);
+* every size with the default settings (block-wise above ``AnalysisParams.block_px``, blocks in local processes,
+  one per CPU);
 * the 4096² pair analysed whole in one process (``block_px`` larger than the grid: the path every
   analysis took before issue 9), the same-process baseline;
 * the speed-up pair (8192²) on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one thread each).
@@ -105,7 +106,8 @@ def main():
     phase.write_text("analysis")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir={out!r}) as tmp:
-        r = analyze(b, a, None, AnalysisParams(block_px=block_px, max_pixels=10**10), executor=executor,
+        params = AnalysisParams(max_pixels=10**10, **({{"block_px": block_px}} if block_px else {{}}))
+        r = analyze(b, a, None, params, executor=executor,
                     scratch=Path(tmp) / "scratch")
         t1 = time.perf_counter()
         phase.write_text("products")
@@ -146,8 +148,9 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
-def run(folder: Path, *, block_px: int = 2048, dask_workers: int = 0) -> dict:
-    """One analysis with products in a child process: its result, wall seconds and the tree's peak RSS."""
+def run(folder: Path, *, block_px: int | None = None, dask_workers: int = 0) -> dict:
+    """One analysis with products in a child process (``block_px`` default: the product's): its result, wall seconds
+    and the tree's peak RSS."""
     phase_file = OUT / f".scale_phase_{os.getpid()}"
     phase_file.write_text("start")
     code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT),
