@@ -328,13 +328,9 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     before_info, after_info, area = scene_info(before_row), scene_info(after_row), shape(aoi.to_geojson())
     plan = plan_analysis(before_info, after_info, area, analysis_params)  # refuses a grid too large before any read
     rel = Path("analyses") / analysis_id
-    with contextlib.ExitStack() as stack:
-        scratch = None
-        with contextlib.ExitStack() as blocks:
-            executor = None
-            if max(plan.grid.shape) > analysis_params.block_px:  # block by block: rasters in the data folder meanwhile
-                scratch = stack.enter_context(scratch_folder(data_dir / rel))
-                executor = blocks.enter_context(block_executor(settings))
+    blockwise = max(plan.grid.shape) > analysis_params.block_px  # rasters in the data folder meanwhile
+    with scratch_folder(data_dir / rel) if blockwise else contextlib.nullcontext() as scratch:
+        with block_executor(settings) if blockwise else contextlib.nullcontext() as executor:
             result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,
                              scratch=scratch)
         # the block processes are gone before the products are written (their memory is the products' now)

@@ -103,14 +103,19 @@ def main():
         client = Client(cluster)
         executor = client.get_executor(pure=False)
     phase = Path({phase!r})
-    phase.write_text("analysis")
+
+    def enter(name):  # whole, never half-written: the sampler reads it meanwhile
+        (phase.parent / (phase.name + ".tmp")).write_text(name)
+        (phase.parent / (phase.name + ".tmp")).replace(phase)
+
+    enter("analysis")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir={out!r}) as tmp:
         params = AnalysisParams(max_pixels=10**10, **({{"block_px": block_px}} if block_px else {{}}))
         r = analyze(b, a, None, params, executor=executor,
                     scratch=Path(tmp) / "scratch")
         t1 = time.perf_counter()
-        phase.write_text("products")
+        enter("products")
         write_products(r, Path(tmp) / "out")
         t2 = time.perf_counter()
         sizes = {{p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}}
