@@ -252,8 +252,10 @@ class Heartbeat(threading.Thread):
 def run_job(analysis_id: str, settings_json: str) -> str:
     """Run one analysis to the end; returns the final status. Never raises for a bad analysis."""
     from app.services import finish_analysis
+    from imagery.blockwise import reuse_heap
     from imagery.errors import ImageryError, first_line
 
+    reuse_heap()  # on a Dask worker, its nanny's allocator settings would map every array fresh
     settings = Settings.model_validate_json(settings_json)
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cachemax_mb))
     sessions = worker_sessions(settings)
@@ -333,12 +335,12 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
         with block_executor(settings) if blockwise else contextlib.nullcontext() as executor:
             result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,
                              scratch=scratch)
-        # the block processes are gone before the products are written (their memory is the products' now)
-        progress("writing products", 1.0)
-        for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
-            result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
-        write_products(result, data_dir / rel, overwrite=True, zones=zones,
-                       aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
+            progress("writing products", 1.0)
+            for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
+                result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
+            # a block-wise analysis's COGs are made by the same block processes (or Dask cluster), one per file
+            write_products(result, data_dir / rel, overwrite=True, zones=zones, executor=executor,
+                           aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
     return read_summary(data_dir / rel), str(rel)
 
 

@@ -94,7 +94,7 @@ def main():
     from imagery.pipeline import AnalysisParams, analyze
     from imagery.products import write_products
     from imagery.scenes import inspect_scene
-    folder, block_px, dask_workers = Path({folder!r}), {block_px!r}, {dask_workers!r}
+    folder, block_px, dask_workers, block_workers = Path({folder!r}), {block_px!r}, {dask_workers!r}, {block_workers!r}
     b, a = inspect_scene(folder / "before.tif"), inspect_scene(folder / "after.tif")
     cluster = client = executor = None
     if dask_workers:
@@ -112,15 +112,19 @@ def main():
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir={out!r}) as tmp:
         params = AnalysisParams(max_pixels=10**10, **({{"block_px": block_px}} if block_px else {{}}))
+        if executor is None and block_workers:
+            from imagery.blockwise import local_executor
+            executor = local_executor(block_workers)
         r = analyze(b, a, None, params, executor=executor,
                     scratch=Path(tmp) / "scratch")
         t1 = time.perf_counter()
         enter("products")
-        write_products(r, Path(tmp) / "out")
+        write_products(r, Path(tmp) / "out", executor=executor)
         t2 = time.perf_counter()
         sizes = {{p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}}
     print(json.dumps({{"analysis_s": t1 - t0, "products_s": t2 - t1, "objects": len(r.objects),
                       "blocks": r.change.details.get("blockwise", {{}}).get("blocks", 1), "timings": r.timings,
+                      "block_seconds": r.change.details.get("blockwise", {{}}).get("block_seconds"),
                       "product_bytes": sum(sizes.values())}}))
     if client is not None:
         client.close(); cluster.close()
@@ -153,12 +157,13 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
-def run(folder: Path, *, block_px: int | None = None, dask_workers: int = 0) -> dict:
+def run(folder: Path, *, block_px: int | None = None, dask_workers: int = 0, block_workers: int | None = None) -> dict:
     """One analysis with products in a child process (``block_px`` default: the product's): its result, wall seconds
     and the tree's peak RSS."""
     phase_file = OUT / f".scale_phase_{os.getpid()}"
     phase_file.write_text("start")
     code = CHILD.format(root=str(ROOT), folder=str(folder), block_px=block_px, dask_workers=dask_workers, out=str(OUT),
+                        block_workers=block_workers,
                         phase=str(phase_file))
     script = OUT / f".scale_child_{os.getpid()}.py"  # a file, so spawned block processes can import __main__
     script.write_text(code)

@@ -79,6 +79,42 @@ def bounded_gdal_cache(fn):
     return bounded
 
 
+#: glibc's allocator thresholds in a process running blocks, bytes: arrays up to 32 MB (a 2048² float32 band)
+#: come from the heap and are reused, and up to 64 MB of freed heap is kept rather than returned at once.
+HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
+
+
+def reuse_heap() -> bool:
+    """Set glibc's allocator thresholds (:data:`HEAP_MMAP_THRESHOLD`, :data:`HEAP_TRIM_THRESHOLD`) in this process;
+    False where there is no glibc. A Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
+    also fixes the mmap threshold at 128 kB: every temporary array of a block is then mapped fresh from the
+    kernel and unmapped when freed (zeroed pages, page faults): 4096² whole analysis 36.0 s against 29.4 s with
+    these thresholds, 32.5 s with glibc's defaults."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, HEAP_TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
+def block_task(fn):
+    """A task that runs in a block process or on a Dask worker: GDAL's cache bounded (:func:`bounded_gdal_cache`),
+    the process's heap set for NumPy (:func:`reuse_heap`)."""
+    import functools
+
+    bounded = bounded_gdal_cache(fn)
+
+    @functools.wraps(fn)
+    def task(*args, **kwargs):
+        reuse_heap()
+        return bounded(*args, **kwargs)
+
+    return task
+
+
 # --- 2. the statistics pass -----------------------------------------------------------------------------
 
 
@@ -159,7 +195,7 @@ class SampleTask:
     rate: float
 
 
-@bounded_gdal_cache
+@block_task
 def sample_block(task: SampleTask) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of the block's core (valid in both dates, inside the area), each kept with probability
     ``task.rate`` (seeded by the block): (BEFORE, AFTER as recorded), each (bands, n) float32."""
@@ -252,7 +288,7 @@ class BlockResult:
                            None, {}, {})
 
 
-@bounded_gdal_cache
+@block_task
 def run_block(task: BlockTask) -> BlockResult:
     """Analyse one block with its halo and the scene's statistics; report its core (see the module docstring)."""
     from imagery.pipeline import MIN_SHIFT_PX, Prepared, Stopwatch, find_changes, rasterize_area

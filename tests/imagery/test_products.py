@@ -126,3 +126,35 @@ def test_block_by_block_cogs_have_the_same_pixels_and_overviews_as_whole_ones(tm
                     rasterio.open(whole / name, overview_level=level) as b:
                 assert np.array_equal(a.read(), b.read()), (name, level)
                 assert np.array_equal(a.read_masks(1), b.read_masks(1)), (name, level)
+
+
+def test_a_failed_cog_task_raises_after_every_other_has_finished(tmp_path):
+    """The COGs of a block-wise analysis are made in other processes, one task per file: when one fails, the
+    error comes back only once the others are done, so the caller can remove the folder without a process
+    still writing into it."""
+    from affine import Affine
+    from rasterio.crs import CRS
+    from imagery.blockwise import local_executor
+    from imagery.grid import Grid
+    from imagery.products import TiledRasters
+
+    grid = Grid(CRS.from_epsg(32635), Affine(0.5, 0, 400000, 0, -0.5, 5370000), (300, 400))
+    (tmp_path / "scratch").mkdir()
+    tiled = TiledRasters(tmp_path / "scratch", grid, ("red", "green", "blue"), remove_folder=True)
+    tiled.close()
+    tiled.paths["before"].unlink()  # its task fails; the other three are made
+    (tmp_path / "out").mkdir()
+    with local_executor(2) as pool, pytest.raises(ProductError, match="before.tif"):
+        tiled.write_cogs(tmp_path / "out", executor=pool)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["after.tif", "change_mask.tif", "change_score.tif"]
+    for name in ("after.tif", "change_mask.tif", "change_score.tif"):
+        with rasterio.open(tmp_path / "out" / name) as ds:  # whole, readable COGs, not half-written files
+            assert ds.overviews(1) == [2] and ds.read(1).shape == (300, 400)
+    tiled.cleanup()
+
+
+def test_block_processes_keep_numpy_arrays_on_the_heap():
+    """A Dask nanny's MALLOC_TRIM_THRESHOLD_ would map every array fresh; block tasks set glibc's thresholds back."""
+    from imagery.blockwise import reuse_heap
+
+    assert reuse_heap() is True  # glibc took both values (it refuses an mmap threshold over 32 MB)
