@@ -357,6 +357,30 @@ class CogJob:
     factors: tuple[int, ...]  # overview decimation factors (:func:`overview_factors`)
 
 
+def share_out(items: list, weights: list[float], shares: int) -> list[list]:
+    """``items`` in at most ``shares`` lists of nearly equal total weight (the heaviest first, each to the
+    lightest list so far), none empty."""
+    lists: list[list] = [[] for _ in range(max(1, min(shares, len(items))))]
+    totals = [0.0] * len(lists)
+    for k in sorted(range(len(items)), key=lambda i: -weights[i]):
+        lightest = totals.index(min(totals))
+        lists[lightest].append(items[k])
+        totals[lightest] += weights[k]
+    return lists
+
+
+def tiled_to_cogs(jobs: list[CogJob]) -> None:
+    """:func:`tiled_to_cog` for each job in turn; every job is tried, and the first error raised at the end."""
+    errors = []
+    for job in jobs:
+        try:
+            tiled_to_cog(job)
+        except ProductError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 def tiled_to_cog(job: CogJob) -> None:
     """Build the overviews into the intermediate file (GDAL's overview builder: the COG driver's levels and
     resampling, so the same pixels as a COG written whole) and copy it into the COG. On a scene of 8192² px
@@ -478,19 +502,20 @@ class TiledRasters:
 
     @contextlib.contextmanager
     def cogs_written(self, folder: Path, executor=None):
-        """Make the product COGs (see :meth:`write_cogs`) while the body runs: one :func:`tiled_to_cog` task per
-        file on ``executor`` (the analysis's block processes or Dask cluster; ``folder`` must be reachable from
-        them at the same path), or on local processes, one per file up to one per CPU, when it is None. On exit
-        every task has finished (also when the body failed), and the first task error is raised."""
+        """Make the product COGs (see :meth:`write_cogs`) while the body runs, in one task per process or Dask
+        worker of ``executor`` (the analysis's block processes or Dask cluster; ``folder`` must be reachable from
+        them at the same path), or of local processes, up to one per file and CPU, when it is None: the files
+        shared out by size (:func:`share_out`), so that a scheduler's placement cannot put the two largest on
+        one worker. On exit every task has finished (also when the body failed), and the first error is raised."""
+        from imagery.blockwise import default_workers, executor_slots, local_executor
+
         self.close()
         jobs = self.cog_jobs(folder)
         own = executor is None
-        if own:
-            from imagery.blockwise import default_workers, local_executor
-
-            executor = local_executor(min(len(jobs), default_workers()))
+        executor = local_executor(min(len(jobs), default_workers())) if own else executor
         try:
-            futures = [executor.submit(tiled_to_cog, job) for job in jobs]
+            weights = [np.dtype(ds.dtypes[0]).itemsize * ds.count for ds in (self._files[j.tiled.stem] for j in jobs)]
+            futures = [executor.submit(tiled_to_cogs, share) for share in share_out(jobs, weights, executor_slots(executor))]
             try:
                 yield
             finally:

@@ -158,3 +158,12 @@ def test_block_processes_keep_numpy_arrays_on_the_heap():
     from imagery.blockwise import reuse_heap
 
     assert reuse_heap() is True  # glibc took both values (it refuses an mmap threshold over 32 MB)
+
+
+def test_cog_files_are_shared_out_so_no_worker_gets_both_large_ones():
+    from imagery.products import share_out
+
+    files, weights = ["before", "after", "change_score", "change_mask"], [16, 16, 4, 1]
+    assert share_out(files, weights, 2) == [["before", "change_score"], ["after", "change_mask"]]
+    assert share_out(files, weights, 1) == [["before", "after", "change_score", "change_mask"]]
+    assert share_out(files, weights, 8) == [["before"], ["after"], ["change_score"], ["change_mask"]]
