@@ -79,7 +79,7 @@ def bounded_gdal_cache(fn):
     return bounded
 
 
-#: glibc's allocator thresholds in a process running blocks, bytes: arrays up to 32 MB (a 2048² float32 band)
+#: glibc's allocator thresholds in a process running blocks, bytes: arrays up to 32 MB (two 2048² float32 bands)
 #: come from the heap and are reused, and up to 64 MB of freed heap is kept rather than returned at once.
 HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
 
@@ -369,11 +369,6 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def is_dask(executor: cf.Executor) -> bool:
-    """Whether ``executor`` is a Dask client's (``Client.get_executor``)."""
-    return getattr(executor, "_client", None) is not None
-
-
 def executor_slots(executor: cf.Executor) -> int:
     """Tasks an executor runs at once: a process pool's workers, the threads of a Dask client's cluster."""
     client = getattr(executor, "_client", None)  # distributed's ClientExecutor
@@ -413,30 +408,28 @@ class Gathered:
 
 
 def run_blocks(executor, tasks: list, parallel: int, rasters, gathered: Gathered, progress) -> None:
-    """Run :func:`run_block` on every task, at most ``parallel`` in flight, one more on a local process pool
-    (their results are the parent's memory); each result is written into ``rasters`` and added to ``gathered``
-    as it finishes. On failure the blocks still pending are cancelled (a caller's executor, a Dask cluster,
-    outlives this analysis).
-
-    A local pool hands a queued task to whichever process frees first, so one spare keeps every process busy
-    while the parent writes a result. A Dask scheduler binds a task to a worker when it is submitted (a worker
-    of one thread takes two): a spare would wait behind one busy worker while another idled (8192² on 2
-    workers: blocks 101 s with a spare)."""
-    in_flight = parallel + (0 if is_dask(executor) else 1)
+    """Run :func:`run_block` on every task, ``parallel`` in flight; each result is written into ``rasters`` and
+    added to ``gathered`` as it finishes, the next blocks submitted first so that no worker waits while the
+    parent writes. The parent holds at most ``2 * parallel`` results: those it is writing and those arriving
+    meanwhile. No spare task is queued: a Dask scheduler binds a task to a worker when it is submitted (a
+    worker of one thread takes two), so a spare would wait behind one busy worker while another idled (8192²
+    on 2 workers: blocks 108.5 s with a spare, 87 s without). On failure the blocks still pending are
+    cancelled (a caller's executor, a Dask cluster, outlives this analysis)."""
     pending: set = set()
     try:
         queue = list(tasks)
         done = 0
-        while queue and len(pending) < in_flight:
+        while queue and len(pending) < parallel:
             pending.add(executor.submit(run_block, queue.pop(0)))
         while pending:
             finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            while queue and len(pending) < in_flight:  # before the results: no worker waits while the parent writes
+            while queue and len(pending) < parallel:
                 pending.add(executor.submit(run_block, queue.pop(0)))
-            for future in finished:
-                result = future.result()
+            while finished:
+                result = finished.pop().result()
                 rasters.write(result.block.core, result)
                 gathered.add(result)
+                del result  # written: not held while the next results arrive
                 done += 1
                 progress(f"blocks {done}/{len(tasks)}", 0.1 + 0.8 * done / len(tasks))
     except BaseException:
@@ -473,7 +466,8 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     parallel : int, optional
         Blocks in flight at once (their results are the parent's memory); default the executor's workers.
     scratch : path, optional
-        Folder for the intermediate tiled GeoTIFFs; default a temporary folder removed with the rasters.
+        Folder for the intermediate tiled GeoTIFFs; default a temporary folder removed with the rasters. With
+        a Dask cluster on other machines, a folder they reach at the same path (they make the COGs from it).
 
     Returns
     -------

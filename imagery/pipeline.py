@@ -530,7 +530,8 @@ def analyze(
     scratch : path, optional
         Folder for a block-wise analysis's raster products while they are
         written block by block (default a temporary folder); see
-        :func:`imagery.products.scratch_folder`.
+        :func:`imagery.products.scratch_folder`. With a Dask cluster on other
+        machines, a folder they reach at the same path: they make the COGs from it.
 
     Returns
     -------

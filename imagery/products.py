@@ -232,8 +232,9 @@ def write_products(analysis, outdir: str | os.PathLike, *, overwrite: bool = Fal
         Named parts of the AOI (name -> lon/lat polygon): the summary counts per zone (``zones``, and
         ``outside_zones`` for the rest) and each object of changes.geojson names its ``zone``.
     executor : concurrent.futures.Executor, optional
-        A block-wise analysis's COGs are made there, one task per file (the analysis's block processes or Dask
-        cluster, which must reach ``outdir``'s parent at the same path); default local processes.
+        A block-wise analysis's COGs are made there, the files shared out among its processes (the analysis's
+        block processes or Dask cluster, which must reach ``outdir``'s parent and the analysis's intermediate
+        rasters at the same paths); default local processes.
 
     Returns
     -------
@@ -385,10 +386,8 @@ def tiled_to_cog(job: CogJob) -> None:
     """Build the overviews into the intermediate file (GDAL's overview builder: the COG driver's levels and
     resampling, so the same pixels as a COG written whole) and copy it into the COG. On a scene of 8192² px
     this takes half the time of the COG driver computing them itself, and the gap grows with the scene; the
-    overviews of a 4-band file with a mask take about 14 s there, single-threaded, hence one task per file."""
+    overviews of a 4-band file with a mask take about 14 s there, single-threaded, hence the files are made in several processes."""
     from imagery.blockwise import reuse_heap
-
-    from rasterio.errors import RasterioError
 
     reuse_heap()  # GDAL's tiles too would each be mapped fresh on a Dask worker
     if not job.tiled.is_file():  # (rasterio says so with a TypeError when opening to update)
@@ -400,7 +399,7 @@ def tiled_to_cog(job: CogJob) -> None:
                     ds.build_overviews(list(job.factors), Resampling[job.resampling])
             with rasterio.open(job.tiled) as src:
                 copy_cog(src, job.dest, job.resampling)
-    except (RasterioError, OSError) as exc:  # rasterio's errors do not survive the trip back from another process
+    except Exception as exc:  # GDAL's errors (a full disk) do not all survive the trip back from another process
         raise ProductError(f"could not write {job.dest.name}: {exc}") from None
 
 
@@ -495,7 +494,7 @@ class TiledRasters:
 
     def write_cogs(self, folder: Path, executor=None) -> None:
         """The product COGs (``change_mask.tif``, ``change_score.tif``, ``before.tif``, ``after.tif``) into
-        ``folder``, streamed from the intermediate files, one :func:`tiled_to_cog` task per file (see
+        ``folder``, streamed from the intermediate files by :func:`tiled_to_cog` in other processes (see
         :meth:`cogs_written`)."""
         with self.cogs_written(folder, executor):
             pass
@@ -503,23 +502,30 @@ class TiledRasters:
     @contextlib.contextmanager
     def cogs_written(self, folder: Path, executor=None):
         """Make the product COGs (see :meth:`write_cogs`) while the body runs, in one task per process or Dask
-        worker of ``executor`` (the analysis's block processes or Dask cluster; ``folder`` must be reachable from
-        them at the same path), or of local processes, up to one per file and CPU, when it is None: the files
-        shared out by size (:func:`share_out`), so that a scheduler's placement cannot put the two largest on
-        one worker. On exit every task has finished (also when the body failed), and the first error is raised."""
+        worker of ``executor`` (the analysis's block processes or Dask cluster, which must reach ``folder`` and
+        these intermediate files at the same paths), or of local processes, up to one per file and CPU, when
+        it is None: the files shared out by size (:func:`share_out`), so that the two 4-band files go to two
+        tasks. On exit every task has finished or was cancelled (when the body failed), and the first error
+        is raised."""
         from imagery.blockwise import default_workers, executor_slots, local_executor
 
         self.close()
         jobs = self.cog_jobs(folder)
+        bytes_per_pixel = {"before": 4 * len(self.bands), "after": 4 * len(self.bands), "change_score": 4, "change_mask": 1}
         own = executor is None
         executor = local_executor(min(len(jobs), default_workers())) if own else executor
+        futures: list = []
         try:
-            weights = [np.dtype(ds.dtypes[0]).itemsize * ds.count for ds in (self._files[j.tiled.stem] for j in jobs)]
-            futures = [executor.submit(tiled_to_cogs, share) for share in share_out(jobs, weights, executor_slots(executor))]
             try:
+                for share in share_out(jobs, [bytes_per_pixel[j.tiled.stem] for j in jobs], executor_slots(executor)):
+                    futures.append(executor.submit(tiled_to_cogs, share))
                 yield
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
             finally:
-                cf.wait(futures)
+                cf.wait(futures)  # no task still writing when the caller removes the folder
             for future in futures:
                 future.result()
         finally:
