@@ -338,7 +338,7 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
             progress("writing products", 1.0)
             for side, scene in (("before", before_row), ("after", after_row)):  # the names the analyst gave, not storage paths
                 result.sources[side].update(scene_id=scene.id, file=scene.filename, sensor=scene.sensor)
-            # a block-wise analysis's COGs are made by the same block processes (or Dask cluster), one per file
+            # a block-wise analysis's COGs are made by the same block processes (or Dask cluster), the files shared out
             write_products(result, data_dir / rel, overwrite=True, zones=zones, executor=executor,
                            aoi={"id": aoi_row.id, "name": aoi_row.name, "area_m2": round(aoi_row.area_m2, 1)})
     return read_summary(data_dir / rel), str(rel)

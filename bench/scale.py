@@ -128,6 +128,8 @@ def main():
                       "product_bytes": sum(sizes.values())}}))
     if client is not None:
         client.close(); cluster.close()
+    elif executor is not None:
+        executor.shutdown()
 
 if __name__ == "__main__":
     main()

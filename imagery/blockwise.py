@@ -36,6 +36,7 @@ stands in is seen up to the halo.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import math
 import multiprocessing
 import os
@@ -67,8 +68,6 @@ GDAL_CACHE_MB = 128
 
 def bounded_gdal_cache(fn):
     """Run ``fn`` with GDAL's block cache at :data:`GDAL_CACHE_MB` (in whatever process it runs)."""
-    import functools
-
     import rasterio
 
     @functools.wraps(fn)
@@ -84,6 +83,7 @@ def bounded_gdal_cache(fn):
 HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
 
 
+@functools.cache  # once per process
 def reuse_heap() -> bool:
     """Set glibc's allocator thresholds (:data:`HEAP_MMAP_THRESHOLD`, :data:`HEAP_TRIM_THRESHOLD`) in this process;
     False where there is no glibc. A Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
@@ -103,8 +103,6 @@ def reuse_heap() -> bool:
 def block_task(fn):
     """A task that runs in a block process or on a Dask worker: GDAL's cache bounded (:func:`bounded_gdal_cache`),
     the process's heap set for NumPy (:func:`reuse_heap`)."""
-    import functools
-
     bounded = bounded_gdal_cache(fn)
 
     @functools.wraps(fn)

@@ -485,12 +485,11 @@ class TiledRasters:
                     ds.close()
 
     def cog_jobs(self, folder: Path) -> list[CogJob]:
-        """The product COGs to make from the intermediate files, the largest first."""
+        """The product COGs to make from the intermediate files."""
         resampling = {"change_mask": "nearest", "change_score": "average", "before": "average", "after": "average"}
         factors = tuple(overview_factors(self.grid.rows, self.grid.cols))
-        order = ("before", "after", "change_score", "change_mask")
-        return [CogJob(Path(self.paths[name]).absolute(), (Path(folder) / f"{name}.tif").absolute(), resampling[name], factors)
-                for name in order]
+        return [CogJob(path.absolute(), (Path(folder) / f"{name}.tif").absolute(), resampling[name], factors)
+                for name, path in self.paths.items()]
 
     def write_cogs(self, folder: Path, executor=None) -> None:
         """The product COGs (``change_mask.tif``, ``change_score.tif``, ``before.tif``, ``after.tif``) into
