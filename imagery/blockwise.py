@@ -54,7 +54,7 @@ from imagery.blockplan import (Block, Mosaic, halo_px, lattice_px, max_object_px
 from imagery.change import ChangeResult
 from imagery.coregister import ShiftEstimate
 from imagery.grid import Grid
-from imagery.normalize import Normalisation, apply_normalisation, sample_indexes
+from imagery.normalize import Normalisation, apply_normalisation
 from imagery.objects import MASK_VALUES, ChangeObject
 from imagery.raster import Raster
 from imagery.scenes import SceneInfo, read_onto_grid
@@ -129,12 +129,11 @@ class Statistics:
     timings: dict
 
 
-def statistics_pass(before_info: SceneInfo, after_info: SceneInfo, plan, params, mosaic: Mosaic, blocks: list[Block], *,
-                    executor: cf.Executor, report) -> Statistics:
-    """The co-registration shift measured on the mosaic; the normalisation fitted on pixels sampled evenly over
-    the whole grid (:func:`sample_block` on every block, in parallel; on a mosaic of the whole grid, its own
-    sample as for a whole analysis); then stages 5-7 on the mosaic, recording every scene-wide statistic."""
-    from imagery.pipeline import Prepared, Stopwatch, find_changes, fit_pair, read_registered
+def statistics_pass(before_info: SceneInfo, after_info: SceneInfo, plan, params, mosaic: Mosaic, *, report) -> Statistics:
+    """Stages 2-4 on the mosaic as on a whole grid (:func:`imagery.pipeline.prepare_on`: the co-registration shift
+    measured and the normalisation fitted on the mosaic's own pixels), then stages 5-7 on it, recording every
+    scene-wide statistic."""
+    from imagery.pipeline import Stopwatch, find_changes, prepare_on
 
     watch = Stopwatch()
     inside = mosaic_inside(plan.area_lonlat, plan.grid, mosaic)
@@ -147,66 +146,15 @@ def statistics_pass(before_info: SceneInfo, after_info: SceneInfo, plan, params,
         return read_mosaic(info, plan.grid, mosaic, plan.bands, offset)
 
     silent = lambda stage, fraction: None  # noqa: E731
-    before, after, valid, shift = read_registered(before_info, after_info, plan, mosaic_grid(plan.grid, mosaic), inside,
-                                                  read, params, report=silent, watch=watch)
-    mosaic_sample = sample_indexes(valid, params.sample_pixels)
-    if mosaic.whole:
-        picked_before = before.data.reshape(before.count, -1)[:, mosaic_sample]
-        picked_after = after.data.reshape(after.count, -1)[:, mosaic_sample]
-    else:
-        report("sampling the grid", 0.05)
-        rate = params.sample_pixels / float(plan.grid.rows * plan.grid.cols)
-        tasks = [SampleTask(before_info, after_info, plan.grid, plan.bands, plan.area_lonlat, b, shift, rate)
-                 for b in blocks]
-        parts = list(executor.map(sample_block, tasks))
-        picked_before = np.concatenate([p[0] for p in parts], axis=1)
-        picked_after = np.concatenate([p[1] for p in parts], axis=1)
-    if picked_before.shape[1] < 64 or mosaic_sample.size < 64:
-        from imagery.errors import AnalysisError
-
-        raise AnalysisError("too few valid pixels to compare the dates")
-    norm, mad = fit_pair(picked_before, picked_after, plan.bands)
-    watch.lap("normalise")
+    prep = prepare_on(before_info, after_info, plan, mosaic_grid(plan.grid, mosaic), inside, read, params,
+                      report=silent, watch=watch)
     report("statistics", 0.1)
-    prep = Prepared(grid=before.grid, before=before, after=after, after_norm=apply_normalisation(after.data, norm),
-                    inside=inside, valid=valid, shift=shift, normalisation=norm, mad=mad, sample=mosaic_sample,
-                    pixel_size_m=plan.pixel_size_m, area_lonlat=plan.area_lonlat)
     stats = SceneStats()
     found = find_changes(prep, params, stats, prep.sample, report=silent, watch=watch)
     empty = np.zeros((0, 0), np.float32)
     change = replace(found.result, score=empty, changed=empty.astype(bool), objects=None)
-    return Statistics(shift=shift, normalisation=norm, mad=mad, stats=stats.frozen(), change=change,
-                      sample_pixels=int(valid.sum()), timings=dict(watch.times))
-
-
-@dataclass(frozen=True)
-class SampleTask:
-    """One block's share of the normalisation sample (picklable)."""
-
-    before: SceneInfo
-    after: SceneInfo
-    grid: Grid
-    bands: tuple[str, ...]
-    area_lonlat: BaseGeometry
-    block: Block
-    shift: ShiftEstimate
-    rate: float
-
-
-@block_task
-def sample_block(task: SampleTask) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels of the block's core (valid in both dates, inside the area), each kept with probability
-    ``task.rate`` (seeded by the block): (BEFORE, AFTER as recorded), each (bands, n) float32."""
-    from imagery.pipeline import MIN_SHIFT_PX, rasterize_area
-
-    core_grid = window_grid(task.grid, task.block.core)
-    moved = core_grid.translated(*task.shift.offset_m(task.grid)) if task.shift.magnitude_px >= MIN_SHIFT_PX else core_grid
-    before = read_onto_grid(task.before, core_grid, roles=task.bands)
-    after = read_onto_grid(task.after, moved, roles=task.bands)
-    flat = np.flatnonzero(before.valid & after.valid & rasterize_area(task.area_lonlat, core_grid))
-    rng = np.random.default_rng(task.block.index)
-    flat = np.sort(flat[rng.random(flat.size) < task.rate])
-    return (before.data.reshape(len(task.bands), -1)[:, flat].copy(), after.data.reshape(len(task.bands), -1)[:, flat].copy())
+    return Statistics(shift=prep.shift, normalisation=prep.normalisation, mad=prep.mad, stats=stats.frozen(),
+                      change=change, sample_pixels=int(prep.valid.sum()), timings=dict(watch.times))
 
 
 # --- 3. one block ---------------------------------------------------------------------------------------
@@ -486,8 +434,7 @@ def analyze_blockwise(before_info: SceneInfo, after_info: SceneInfo, plan, param
     parallel = parallel or executor_slots(executor)
     try:
         progress(f"statistics ({len(mosaic.windows)} sample windows)", 0.02)
-        measured = statistics_pass(before_info, after_info, plan, params, mosaic, blocks, executor=executor,
-                                   report=progress)
+        measured = statistics_pass(before_info, after_info, plan, params, mosaic, report=progress)
         watch.lap("statistics")
         done = run_analysis_blocks(before_info, after_info, plan, params, blocks, measured, executor=executor,
                                    parallel=parallel, scratch=scratch, progress=progress, watch=watch)
