@@ -326,11 +326,12 @@ def execute(analysis_id: str, settings: Settings, sessions, worker: str, beat: H
     aoi = parse_aoi(aoi_row.geometry)
     free = shutil.disk_usage(data_dir).free - settings.min_free_disk_mb * 2**20
     analysis_params = AnalysisParams(method=method, max_pixels=settings.max_analysis_pixels, block_px=settings.block_px,
+                                     whole_band_pixels=settings.whole_band_pixels,
                                      max_disk_bytes=max(free, 0), **params)
     before_info, after_info, area = scene_info(before_row), scene_info(after_row), shape(aoi.to_geojson())
     plan = plan_analysis(before_info, after_info, area, analysis_params)  # refuses a grid too large before any read
     rel = Path("analyses") / analysis_id
-    blockwise = max(plan.grid.shape) > analysis_params.block_px  # rasters in the data folder meanwhile
+    blockwise = analysis_params.blockwise(plan.grid.shape, len(plan.bands))  # rasters in the data folder meanwhile
     with scratch_folder(data_dir / rel) if blockwise else contextlib.nullcontext() as scratch:
         with block_executor(settings) if blockwise else contextlib.nullcontext() as executor:
             result = analyze(before_info, after_info, area, analysis_params, progress=progress, executor=executor,

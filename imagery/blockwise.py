@@ -1,6 +1,7 @@
 """Whole scenes block by block: bounded memory, spread over local processes or a Dask cluster.
 
-A grid with a side longer than ``AnalysisParams.block_px`` is analysed in four steps:
+A grid with a side longer than ``AnalysisParams.block_px`` (and more pixels x bands than ``whole_band_pixels``) is analysed
+in four steps:
 
 1. **Plan** (:func:`imagery.blockplan.plan_blocks`): blocks of about ``block_px`` pixels whose origins lie on the stages'
    common lattice (:func:`~imagery.blockplan.lattice_px`: block means and block medians start where they would on the whole

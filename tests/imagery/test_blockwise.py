@@ -38,6 +38,16 @@ def pair(tmp_path_factory):
     return before, after, aoi_across_edges(before, after, scene.objects)
 
 
+def test_grids_within_the_whole_budget_are_analysed_whole():
+    """Block-wise only when a side exceeds block_px and pixels x bands exceed the whole-grid budget."""
+    params = AnalysisParams()
+    assert not params.blockwise((4096, 4096), 4)  # the default budget: 4096² x 4 bands, faster whole
+    assert params.blockwise((4096, 4097), 4) and params.blockwise((4096, 4096), 5)
+    assert not params.blockwise((params.block_px, params.block_px), 100)  # one block: whole whatever the bands
+    forced = AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0)
+    assert forced.blockwise((BLOCK_PX + 1, 10), 1) and not forced.blockwise((BLOCK_PX, BLOCK_PX), 4)
+
+
 def aoi_across_edges(before, after, objects) -> dict:
     """The AOI (lon/lat box of :data:`AOI_M`) inside the scene whose block edges (:data:`BLOCK_PX`) cross the
     largest total area of ``objects`` (grid CRS outlines), on a 8 m lattice of positions."""
@@ -47,7 +57,7 @@ def aoi_across_edges(before, after, objects) -> dict:
     for cx in np.arange(x0 + AOI_M / 2 + 4, x1 - AOI_M / 2 - 4, 8.0):
         for cy in np.arange(y0 + AOI_M / 2 + 4, y1 - AOI_M / 2 - 4, 8.0):
             aoi = transform_geom(crs, "EPSG:4326", mapping(box(cx - AOI_M / 2, cy - AOI_M / 2, cx + AOI_M / 2, cy + AOI_M / 2)))
-            plan = plan_analysis(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX))
+            plan = plan_analysis(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0))
             score = sum(math.sqrt(o.area_m2) for o in straddling(objects, plan.grid))
             if score > best_score:
                 best, best_score = aoi, score
@@ -94,7 +104,7 @@ def runs(pair):
     before, after, aoi = pair
     whole = analyze(before, after, shape(aoi), AnalysisParams(block_px=10**6))
     stages = []
-    blocks = analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX),
+    blocks = analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0),
                      progress=lambda stage, fraction: stages.append((stage, fraction)))
     return whole, blocks, stages
 
@@ -143,7 +153,7 @@ def test_blockwise_on_a_dask_cluster_gives_the_same_objects(pair, runs):
     whole, local, _ = runs
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        on_dask = analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX),
+        on_dask = analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0),
                           executor=client.get_executor(pure=False))
         prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
     assert "run_block" in prefixes
@@ -171,7 +181,7 @@ def test_disk_limit_refused_before_any_pixel_is_read(pair, monkeypatch):
     monkeypatch.setattr(imagery.blockwise, "read_onto_grid", no_read)
     monkeypatch.setattr(imagery.blockplan, "read_onto_grid", no_read)  # the statistics sample
     with pytest.raises(GridTooLargeError, match=r"could take 0\.\d GB of disk, 0\.0 GB are available"):
-        analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, max_disk_bytes=10_000_000))
+        analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0, max_disk_bytes=10_000_000))
 
 
 def test_service_runs_the_blocks_of_one_analysis_on_its_dask_cluster(tmp_path):
@@ -184,7 +194,7 @@ def test_service_runs_the_blocks_of_one_analysis_on_its_dask_cluster(tmp_path):
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         srv = LiveServer(tmp_path / "data", env={"BASEWATCH_DASK_ADDRESS": cluster.scheduler_address,
-                                                  "BASEWATCH_BLOCK_PX": "256"}).start()
+                                                  "BASEWATCH_BLOCK_PX": "256", "BASEWATCH_WHOLE_BAND_PIXELS": "0"}).start()
         try:
             body = run_one_analysis(srv, tmp_path / "pair")
             assert body["status"] == "succeeded", body["error"]
