@@ -217,7 +217,7 @@ def main(argv=None):
         rows.append((label, size, r))
         print(f"  {label:34s} {size:6d}²  {r['analysis_s']:7.1f} s analysis + {r['products_s']:5.1f} s products, "
               f"peak {r['peak_mb']:6.0f} MB (parent {r['parent_peak_mb']:.0f}; by phase {r['peak_by_phase_mb']}), "
-              f"{r['objects']} objects, {r['blocks']} blocks", flush=True)
+              f"{r['objects']} objects, {r['blocks']} blocks; stages {json.dumps(r.get('timings', {}))}", flush=True)
 
     if not args.no_baseline and BASE_PX in pairs:
         record("block-wise (whole_band_pixels=0)", BASE_PX, run(pairs[BASE_PX], overrides={"whole_band_pixels": 0}))
