@@ -26,7 +26,8 @@ class Settings(BaseSettings):
                                                         "blocks of a large one are tasks there (every worker must reach the "
                                                         "data folder at the same path).")
     block_px: int = Field(1536, ge=256, description="An analysis grid with a side longer than this (pixels) is analysed block by "
-                                                     "block, in blocks of about this side: memory depends on it, not on the grid.")
+                                                     "block, in blocks of about this side (unless it fits BASEWATCH_WHOLE_BAND_PIXELS): memory then depends "
+                                                     "on it, not on the grid.")
     whole_band_pixels: int = Field(4096 * 4096 * 4, ge=0, description="A grid of at most this many pixels x bands is analysed "
                                    "whole in one process whatever its side (default 4096² x 4 bands: peak about 2.4 GB, faster "
                                    "than block-wise); 0: block-wise whenever a side exceeds BASEWATCH_BLOCK_PX.")
