@@ -166,6 +166,32 @@ def test_blockwise_on_a_dask_cluster_gives_the_same_objects(pair, runs):
     assert not folder.exists()  # the block rasters' temporary folder goes with the analysis
 
 
+def test_statistics_from_a_mosaic_of_windows_match_the_whole_grid(pair, runs, monkeypatch):
+    """A grid larger than the statistics budget: shift, normalisation and objects measured on a mosaic of
+    windows spread over it are those of the whole grid, within what a sample can tell."""
+    import functools
+
+    import imagery.blockwise
+
+    before, after, aoi = pair
+    whole, _, _ = runs
+    budget = whole.grid.rows * whole.grid.cols * 9 // 10
+    monkeypatch.setattr(imagery.blockwise, "sample_mosaic",
+                        functools.partial(imagery.blockwise.sample_mosaic, budget_px=budget))
+    sampled = analyze(before, after, shape(aoi), AnalysisParams(block_px=BLOCK_PX, whole_band_pixels=0))
+    details = sampled.change.details["blockwise"]
+    assert details["statistics_windows"] > 1 and details["statistics_sample_pixels"] <= budget
+    assert abs(sampled.shift.rows - whole.shift.rows) <= 0.25 and abs(sampled.shift.cols - whole.shift.cols) <= 0.25
+    for k, (fit, ref) in enumerate(zip(sampled.normalisation.fits, whole.normalisation.fits)):
+        low, high = np.percentile(whole.before.data[k][whole.analysed], [10, 90])
+        tolerance = 0.1 * (high - low)  # what a mosaic of a few windows (4 here) can tell
+        off = lambda slope, intercept, level: abs((slope - ref.slope) * level + intercept - ref.intercept)  # noqa: E731
+        assert max(off(fit.slope, fit.intercept, level) for level in (low, high)) <= tolerance, k
+        # and no normalisation at all would not pass: the dates differ in radiometry
+        assert max(off(1.0, 0.0, level) for level in (low, high)) > tolerance, k
+    assert len(sampled.objects) == pytest.approx(len(whole.objects), rel=0.25)
+
+
 def test_disk_limit_refused_before_any_pixel_is_read(pair, monkeypatch):
     import imagery.blockplan
     import imagery.blockwise
