@@ -17,7 +17,7 @@ Cues, all on the two dates as recorded, AFTER histogram-matched to BEFORE per ba
 
 Measured on the dev split (2026-12-06): on LEVIR, labelled buildings change *less* than their
 surroundings (magnitude AUC 0.42-0.47: scrub became lawn all round them); the building index gain points
-the right way on every tile (0.70-0.77, pooled F1 ceiling 0.25), new edges mostly (0.59-0.76), colour
+the right way on every tile (0.70-0.77, pooled F1 ceiling 0.25), new edges mostly (0.60-0.76), colour
 cues flip between tiles (greenness loss 0.31-0.76, grey after 0.32-0.72). On AirChange, magnitude
 smoothed over 2 m is the best cue (0.74-0.90, ceiling 0.34; the default method reaches 0.455).
 """
@@ -73,20 +73,15 @@ def built_index(image: np.ndarray, pixel_m: float, sizes_m=(2, 5, 10, 20, 40)) -
 
 
 def edges(image: np.ndarray, pixel_m: float) -> np.ndarray:
-    lum = cv2.GaussianBlur(image.mean(axis=0), (0, 0), max(0.7, 0.5 / pixel_m))
-    return np.hypot(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
+    """Gradient magnitude of the band mean smoothed over 0.5 m (the co-registration's structure band)."""
+    from imagery.coregister import structure_band
 
-
-def texture(image: np.ndarray, pixel_m: float) -> np.ndarray:
-    lum = image.mean(axis=0)
-    s = max(0.7, 1.0 / pixel_m)
-    mean = cv2.GaussianBlur(lum, (0, 0), s)
-    return np.sqrt(np.maximum(cv2.GaussianBlur(lum * lum, (0, 0), s) - mean * mean, 0))
+    return structure_band(image.mean(axis=0), np.ones(image.shape[1:], bool), sigma_px=max(0.7, 0.5 / pixel_m))
 
 
 def cues(before: np.ndarray, after: np.ndarray, pixel_m: float) -> dict[str, np.ndarray]:
     """Each cue (rows, cols), larger = more likely labelled change."""
-    from imagery.regionchange import greenness
+    from imagery.regionchange import greenness, local_texture
 
     rgb = ("red", "green", "blue")
     magnitude = np.sqrt(((after - before) ** 2).sum(axis=0))
@@ -99,7 +94,7 @@ def cues(before: np.ndarray, after: np.ndarray, pixel_m: float) -> dict[str, np.
             "new_edges": cv2.GaussianBlur(new, (0, 0), 2 / pixel_m),
             "greenness_loss": greenness(before, rgb) - greenness(after, rgb),
             "grey_after": -saturation,
-            "texture_loss": texture(before, pixel_m) - texture(after, pixel_m)}
+            "texture_loss": local_texture(before, pixel_m, 1.0) - local_texture(after, pixel_m, 1.0)}
 
 
 def auc(truth: np.ndarray, score: np.ndarray) -> float:

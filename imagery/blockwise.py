@@ -363,15 +363,19 @@ def run_blocks(executor, tasks: list, parallel: int, rasters, gathered: Gathered
     on 2 workers: blocks 108.5 s with a spare, 87 s without). On failure the blocks still pending are
     cancelled (a caller's executor, a Dask cluster, outlives this analysis)."""
     pending: set = set()
-    try:
-        queue = list(tasks)
-        done = 0
+    queue = list(tasks)
+
+    def top_up() -> None:
         while queue and len(pending) < parallel:
             pending.add(executor.submit(run_block, queue.pop(0)))
+
+    try:
+        done = 0
+        top_up()
         while pending:
-            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            while queue and len(pending) < parallel:
-                pending.add(executor.submit(run_block, queue.pop(0)))
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            pending -= finished
+            top_up()
             while finished:
                 result = finished.pop().result()
                 rasters.write(result.block.core, result)
