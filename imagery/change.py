@@ -421,16 +421,17 @@ def objects_method(inputs: ChangeInputs) -> ChangeResult:
                         objects=(found.labels, found.kinds))
 
 
-def regions_method(inputs: ChangeInputs) -> ChangeResult:
+def regions_method(inputs: ChangeInputs, standing: np.ndarray | None = None) -> ChangeResult:
     """Changed areas (buildings with their plots, earthworks, cleared ground), see :mod:`imagery.regionchange`.
 
+    ``standing``: buildings present at both dates (optional), an explanation of the regions lying on them.
     The score is a logistic of the evidence's robust z-score centred on the threshold.
     """
     from imagery.regionchange import RegionParams, detect_region_changes
 
     params = RegionParams()
     found = detect_region_changes(inputs.before.data, inputs.after.data, inputs.analysed, inputs.bands, inputs.pixel_size_m, params,
-                                  stats=inputs.scene("regions"))
+                                  stats=inputs.scene("regions"), standing=standing)
     score = (0.5 * (1.0 + np.tanh(0.5 * (found.z - params.z_threshold)))).astype(np.float32)
     score[~inputs.analysed] = 0.0
     return ChangeResult(score=score, changed=found.labels > 0, threshold=0.5,
@@ -438,24 +439,53 @@ def regions_method(inputs: ChangeInputs) -> ChangeResult:
                         objects=(found.labels, found.kinds), area_labels=frozenset(found.kinds))
 
 
-def merge_results(things: ChangeResult, areas: ChangeResult) -> ChangeResult:
-    """Objects of ``things`` (vehicles, tents) and the changed areas of ``areas`` in one result.
+def structure_changes(inputs: ChangeInputs) -> tuple[ChangeResult, np.ndarray]:
+    """Buildings built or demolished, from the roofs of each date, see :mod:`imagery.structures`.
 
-    Where both found something the delineated object keeps its pixels and the
-    area keeps the rest; the score is the larger of the two.
+    Returns the result and the roofs standing at both dates (bool, rows x cols). Each date's roofs are
+    judged on that date's own pixels (the after date before its normalisation to the before's colour
+    balance, which would tint its roofs). The score is 1 on the structures found and 0 elsewhere (the
+    stage decides per roof, not per pixel).
     """
-    t_labels, t_kinds = things.objects
-    a_labels, a_kinds = areas.objects
+    from imagery.structures import detect_structure_changes
+
+    after = inputs.raw_after.data if inputs.raw_after is not None else inputs.after.data
+    found = detect_structure_changes(inputs.before.data, after, inputs.analysed, inputs.bands,
+                                     inputs.pixel_size_m, stats=inputs.scene("structures"))
+    result = ChangeResult(score=(found.labels > 0).astype(np.float32), changed=found.labels > 0, threshold=0.5,
+                          rule="roofs (building-sized grey segments with a cast shadow) at one date whose outline "
+                               "is not an edge at the other",
+                          details={"statistic": "roof outlines", **found.details},
+                          objects=(found.labels, found.kinds), area_labels=frozenset(found.kinds))
+    return result, found.present_both
+
+
+def structures_method(inputs: ChangeInputs) -> ChangeResult:
+    """Buildings built or demolished (:func:`structure_changes`)."""
+    return structure_changes(inputs)[0]
+
+
+def merge_results(first: ChangeResult, second: ChangeResult) -> ChangeResult:
+    """The objects of ``first`` and those of ``second`` in one result.
+
+    Where both found something ``first`` keeps its pixels and ``second``
+    keeps the rest; the score is the larger of the two. Labels that are
+    changed areas (``area_labels``) stay so. Details are ``first``'s with
+    ``second``'s under ``"areas"``.
+    """
+    t_labels, t_kinds = first.objects
+    a_labels, a_kinds = second.objects
     offset = int(t_labels.max()) if t_labels.size else 0
     labels = t_labels.copy()
     free = (labels == 0) & (a_labels > 0)
     labels[free] = a_labels[free] + offset
     present = set(np.unique(labels[free]).tolist())
-    area_kinds = {label + offset: kind for label, kind in a_kinds.items() if label + offset in present}
-    return ChangeResult(score=np.maximum(things.score, areas.score), changed=labels > 0, threshold=things.threshold,
-                        rule=f"{things.rule}; changed areas: {areas.rule}",
-                        details={**things.details, "areas": areas.details},
-                        objects=(labels, {**t_kinds, **area_kinds}), area_labels=frozenset(area_kinds))
+    second_kinds = {label + offset: kind for label, kind in a_kinds.items() if label + offset in present}
+    second_areas = {label + offset for label in second.area_labels if label + offset in present}
+    return ChangeResult(score=np.maximum(first.score, second.score), changed=labels > 0, threshold=first.threshold,
+                        rule=f"{first.rule}; changed areas: {second.rule}",
+                        details={**first.details, "areas": second.details},
+                        objects=(labels, {**t_kinds, **second_kinds}), area_labels=first.area_labels | second_areas)
 
 
 #: Above this pixel size (Sentinel-2 class) areas are found by anomalous change (HACD), not by the region stage.
@@ -466,14 +496,23 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
     """By pixel size and bands:
 
     * up to 1.5 m with at least two bands (vehicles resolved): ``objects`` for vehicles and tents, plus
-      ``regions`` for changed areas (buildings, earthworks) that the object stage explains away on real pairs;
+      ``structures`` for buildings built or demolished (with red, green and blue), plus ``regions`` for
+      changed areas (earthworks, cleared ground) that the object stage explains away on real pairs;
     * up to 5 m, or a single band: ``regions`` (one band cannot tell a shadow from a darker material, so the
       object stage would explain everything away);
     * coarser: ``hacd``.
     """
+    from imagery.structures import has_colour
+
     if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.count >= 2:
-        result = merge_results(objects_method(inputs), regions_method(inputs))
-        chosen = "objects+regions"
+        things, chosen, standing = objects_method(inputs), "objects+regions", None
+        if has_colour(inputs.bands):
+            structures, standing = structure_changes(inputs)
+            things = replace(merge_results(structures, things), threshold=things.threshold,
+                             rule=f"{things.rule}; buildings: {structures.rule}",
+                             details={**things.details, "structures": structures.details})
+            chosen = "structures+objects+regions"
+        result = merge_results(things, regions_method(inputs, standing))
     elif inputs.pixel_size_m <= REGION_MAX_PX_M:
         result, chosen = regions_method(inputs), "regions"
     else:
@@ -495,11 +534,13 @@ class Method:
 #: The change methods by name. Adding one is one entry here plus its function; the CLI, the API's
 #: ``method`` enum and the pipeline all read this table.
 METHODS: dict[str, Method] = {
-    "auto": Method(auto_method, "the default: objects and changed areas up to 1.5 m, changed areas up to 5 m, "
+    "auto": Method(auto_method, "the default: objects, buildings and changed areas up to 1.5 m, changed areas up to 5 m, "
                                 "HACD coarser"),
     "objects": Method(objects_method, "objects that appeared, disappeared or changed, with sun, season and lean "
                                       "explained away (high resolution)"),
     "regions": Method(regions_method, "changed areas: buildings with their plots, earthworks, cleared ground"),
+    "structures": Method(structures_method, "buildings built or demolished, from the roofs of each date (RGB, high "
+                                            "resolution)"),
     "hacd": Method(hacd_method, "hyperbolic anomalous change (joint Gaussian likelihood ratio)"),
     "irmad": Method(irmad_method, "IR-MAD chi-square on the raw dates, calibrated on the data"),
     "cva": Method(cva_method, "change vector analysis: squared difference over a robust noise sigma, calibrated"),

@@ -218,6 +218,8 @@ EXPLANATION_WORDS = {
     "vegetation_both_dates": "vegetation at both dates (phenology)",
     "smooth_surface": "fields or water that changed colour (smooth at both dates)",
     "moved_shadow": "cast shadows that moved with the sun",
+    "outline_at_both_dates": "buildings present at both dates (their outline is an edge at both)",
+    "standing_building": "re-roofed or differently lit buildings (on a roof whose outline is an edge at both dates)",
 }
 
 
@@ -233,6 +235,11 @@ def stage_accounting(details: dict) -> list[dict]:
         candidates = int(details["candidate_pixels"])
         removed = candidates - int(details.get("unexplained_pixels", 0))
         out.append({"stage": "objects", "explanation": "illumination_season_lean", "candidate_pixels": candidates,
+                    "removed_pixels": removed, "removed_share": round(removed / candidates, 4), "applied": True})
+    structures = details.get("structures", {})
+    if structures.get("candidate_pixels"):
+        candidates, removed = int(structures["candidate_pixels"]), int(structures["removed_pixels"])
+        out.append({"stage": "structures", "explanation": "outline_at_both_dates", "candidate_pixels": candidates,
                     "removed_pixels": removed, "removed_share": round(removed / candidates, 4), "applied": True})
     regions = details.get("areas", details if "explanations" in details else {})
     for name, e in regions.get("explanations", {}).items():
@@ -254,7 +261,7 @@ def stage_caveats(stages: list[dict]) -> list[str]:
         elif s["stage"] == "objects" and s["removed_share"] >= OVERRIDE_SHARE:
             out.append(f"the object stage explained {pct:.0f} % of its candidate change as {words}: on this pair "
                        "those explanations may also cover real vehicles, so vehicle counts are a lower bound")
-        elif s["removed_share"] >= OVERRIDE_SHARE:
+        elif s["removed_share"] >= OVERRIDE_SHARE and s["stage"] != "structures":  # most buildings stand at both dates
             out.append(f"the {s['stage']} stage removed {pct:.0f} % of the candidate change as {words}")
     return out
 

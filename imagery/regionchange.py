@@ -352,7 +352,7 @@ def explanation_applies(removed_px: int, region_px: int, analysed_px: int) -> bo
 
 def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
                           pixel_size_m: float, params: RegionParams = RegionParams(),
-                          stats: SceneStats | None = None) -> RegionChanges:
+                          stats: SceneStats | None = None, standing: np.ndarray | None = None) -> RegionChanges:
     """Changed regions between two co-registered, normalised dates.
 
     Pixels finer than ``params.work_pixel_m`` are block-averaged to about
@@ -370,6 +370,10 @@ def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     stats : SceneStats, optional
         Scene statistics (noise, medians and MADs of the evidence, greenness and texture thresholds, which
         explanations apply on the pair); default measured on these arrays.
+    standing : ndarray (rows, cols) bool, optional
+        Buildings present at both dates (roofs whose outline is an edge at both, from
+        :mod:`imagery.structures`): a region lying mostly on them is a re-roofed or differently lit
+        building, not a change of what stands there.
 
     Returns
     -------
@@ -382,11 +386,12 @@ def detect_region_changes(before: np.ndarray, after: np.ndarray, analysed: np.nd
     """
     factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
     if factor == 1:
-        return _detect(before, after, analysed, bands, pixel_size_m, params, stats)
+        return _detect(before, after, analysed, bands, pixel_size_m, params, stats, standing)
     from imagery.clouds import block_mean, upsample_mask
 
     small = _detect(block_mean(before, factor), block_mean(after, factor),
-                    block_mean(analysed.astype(np.float32), factor) >= 0.75, bands, pixel_size_m * factor, params, stats)
+                    block_mean(analysed.astype(np.float32), factor) >= 0.75, bands, pixel_size_m * factor, params, stats,
+                    None if standing is None else block_mean(standing.astype(np.float32), factor) >= 0.5)
     labels = upsample_mask(small.labels, factor, analysed.shape)
     labels[~analysed] = 0
     return RegionChanges(labels, small.kinds, upsample_mask(small.z, factor, analysed.shape),
@@ -404,7 +409,7 @@ def lattice_px(pixel_size_m: float, params: RegionParams = RegionParams()) -> in
 
 
 def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...], pixel_size_m: float,
-            p: RegionParams, stats: SceneStats | None = None) -> RegionChanges:
+            p: RegionParams, stats: SceneStats | None = None, standing: np.ndarray | None = None) -> RegionChanges:
     stats = scene_stats(stats)
     px = float(pixel_size_m)
     empty = RegionChanges(np.zeros(analysed.shape, np.int32), {}, np.zeros(analysed.shape, np.float32), {"regions": 0})
@@ -432,7 +437,18 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
     details["explanations"] = {"vegetation_both_dates": {"removed_pixels": int(removed.sum()),
                                                          "removed_share": round(share, 4), "applied": applied}}
     if not applied:
-        z = z_raw
+        z, gated = z_raw, evidence
+    if standing is not None:  # re-roofed or differently lit buildings, judged like phenology
+        on_roofs = robust_z(box_mean(np.where(standing, np.minimum(gated, typical), gated), analysed, window), analysed,
+                            stats=stats, name="z_standing")
+        removed = (z > p.z_threshold) & ~(on_roofs > p.z_threshold) & analysed
+        applied = stats.take("standing_building.applies",
+                             lambda: explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum())))
+        details["explanations"]["standing_building"] = {
+            "removed_pixels": int(removed.sum()), "removed_share": round(float(removed.sum()) / max(int(strong.sum()), 1), 4),
+            "applied": applied}
+        if applied:
+            z = on_roofs
     labels, n = change_regions(z, analysed, px, p)
     if p.outline_window_m > 0:
         # outlines: the region's pixels whose own (finer) evidence is above the scene's typical

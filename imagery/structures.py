@@ -1,0 +1,222 @@
+"""Buildings that were built or demolished, at high resolution, from the roofs of each date.
+
+The region stage (:mod:`imagery.regionchange`) finds changed *areas*; on a
+real pair where a whole suburb replaced scrub it flags the roads and lawns as
+strongly as the houses, and a building whose plot changed little is missed.
+Measured on real 0.5 m pairs, the change magnitude even ranks the new houses
+*below* their surroundings. This stage looks for what a building is instead
+of how much a pixel changed:
+
+1. :func:`roof_segments` -- each date is cut into segments of similar colour
+   (Felzenszwalb graph segmentation, smallest segment ``min_roof_m2``). A
+   segment is a *roof* when it is the size and shape of a building (area,
+   width and elongation in metres, solidity), not in shadow,
+   greyer than most of the scene (roofing is unpigmented next to soil,
+   grass and trees; a rule relative to the scene, so colour balance sets the
+   scale), and bordered by a cast shadow along part of its outline: a
+   building stands above the ground, a lawn or a road does not.
+2. :func:`outline_persistence` -- a roof at one date whose outline is also an
+   edge at the other date (within ``tolerance_m``) is a building present at
+   both dates (re-roofed, repainted, lit differently), not a change.
+3. :func:`detect_structure_changes` -- roofs of the after date without an
+   outline before are *appeared* structures; roofs of the before date
+   without an outline after are *disappeared*. Touching roof segments
+   (the facets of one roof) form one object.
+
+Input images are bands-first arrays of one grid (any CRS; sizes are given in
+metres through ``pixel_size_m``) holding at least red, green and blue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from skimage.measure import label, regionprops
+from skimage.segmentation import felzenszwalb, find_boundaries
+
+from imagery.scenestats import SceneStats, scene_stats
+
+RGB = ("red", "green", "blue")
+
+
+@dataclass(frozen=True)
+class StructureParams:
+    """Sizes (metres) and rules of the structure stage."""
+
+    min_roof_m2: float = 20.0  # a garage; the smallest segment is 3/4 of it
+    max_roof_m2: float = 5000.0  # one roof segment; larger halls are the region stage's
+    min_width_m: float = 4.0  # narrower is a wall, fence or path
+    max_elongation: float = 4.0  # longer than this times its width is a road or a row of things
+    min_solidity: float = 0.7
+    shadow_ring_m: float = 2.0  # how far outside its outline a roof's cast shadow is looked for
+    min_shadow_share: float = 0.1  # share of the outline with a shadow within shadow_ring_m
+    shadow_brightness: float = 0.5  # shadow: darker than this times the scene's median brightness
+    roof_brightness: tuple[float, float] = (0.75, 1.7)  # times the scene's median brightness
+    grey_quantile: float = 0.35  # roofs are no more saturated than this share of the scene (by area) ...
+    grey_margin: float = 0.02  # ... plus this margin
+    segment_scale: float = 200.0  # Felzenszwalb scale on an image scaled to 0..1
+    smoothing_m: float = 0.5
+    edge_strength: float = 2.0  # an outline edge: gradient this many times the scene's median gradient
+    tolerance_m: float = 1.0  # misregistration and lean allowed between the two dates' outlines
+    max_persistence: float = 0.7  # a roof whose outline is an edge at the other date over more than this share is not new
+
+
+@dataclass
+class StructureChanges:
+    """Result of :func:`detect_structure_changes`.
+
+    Attributes
+    ----------
+    labels : ndarray (rows, cols) int32
+        Structure id per pixel, 0 elsewhere.
+    present_both : ndarray (rows, cols) bool
+        Roofs whose outline is an edge at both dates: buildings present at both, whatever their roof's colour.
+    kinds : dict
+        Structure id -> ``appeared`` | ``disappeared``.
+    details : dict
+        Roof segments per date, how many kept their outline at the other date, structures per kind.
+    """
+
+    labels: np.ndarray
+    kinds: dict
+    present_both: np.ndarray
+    details: dict = field(default_factory=dict)
+
+
+def has_colour(bands: tuple[str, ...]) -> bool:
+    """True when ``bands`` holds red, green and blue (what the roof rules need)."""
+    return all(b in bands for b in RGB)
+
+
+def unit_rgb(image: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray, stats: SceneStats, name: str) -> np.ndarray:
+    """Red, green, blue (rows, cols, 3) float32 scaled to about 0..1 by the date's 99.5th percentile (a scene statistic)."""
+    rgb = np.stack([image[bands.index(b)] for b in RGB], axis=-1).astype(np.float32)
+    top = stats.take(f"rgb_top_{name}", lambda: float(np.percentile(rgb[analysed], 99.5)) if analysed.any() else 1.0)
+    return np.clip(rgb / max(top, 1e-6), 0.0, 1.0)
+
+
+def gradient(luminance: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
+    """Gradient magnitude of the luminance smoothed over ``smoothing_m``."""
+    return ndimage.gaussian_gradient_magnitude(luminance, max(0.5, p.smoothing_m / pixel_size_m))
+
+
+def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p: StructureParams, stats: SceneStats,
+                  name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Segments of one date and which of them are roofs.
+
+    Returns ``(segments, is_roof)``: segment id per pixel (int, from 0) and a
+    boolean per segment id. Brightness, saturation and shadow are judged
+    relative to this date's own statistics (``stats``, named by ``name``).
+    """
+    px2 = pixel_size_m * pixel_size_m
+    segments = felzenszwalb(rgb, scale=p.segment_scale, sigma=max(0.5, p.smoothing_m / pixel_size_m),
+                            min_size=max(4, int(0.75 * p.min_roof_m2 / px2)))
+    segments = label(segments, background=-1, connectivity=1) - 1  # its segments need not be connected
+    segments[~analysed] = segments.max() + 1  # one segment for what is not analysed, never a roof
+    ids = np.arange(int(segments.max()) + 1)
+    luminance = rgb.mean(axis=-1)
+    saturation = (rgb.max(axis=-1) - rgb.min(axis=-1)) / np.maximum(rgb.max(axis=-1), 1e-3)
+    median = stats.take(f"roof_median_{name}", lambda: float(np.median(luminance[analysed])) if analysed.any() else 1.0)
+    shadow = (luminance < p.shadow_brightness * median) & analysed
+
+    area_m2 = ndimage.sum(np.ones_like(luminance), segments, ids) * px2
+    mean_sat = label_mean(saturation, segments, ids)
+    grey = stats.take(f"roof_grey_{name}", lambda: weighted_quantile(mean_sat, area_m2, p.grey_quantile))
+    mean_lum = label_mean(luminance, segments, ids) / max(median, 1e-6)
+    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))
+    near_shadow = cv2.dilate(shadow.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
+    outline = find_boundaries(segments, mode="inner")
+    shadow_share = label_mean(near_shadow & ~shadow, np.where(outline, segments, -1), ids)
+
+    candidate = ((area_m2 >= p.min_roof_m2) & (area_m2 <= p.max_roof_m2) & (mean_sat <= grey + p.grey_margin)
+                 & (mean_lum >= p.roof_brightness[0]) & (mean_lum <= p.roof_brightness[1]) & (shadow_share >= p.min_shadow_share))
+    candidate[-1] = False
+    is_roof = np.zeros(ids.size, bool)
+    for prop in regionprops(np.where(candidate[segments], segments + 1, 0)):
+        width_m = prop.axis_minor_length * pixel_size_m
+        is_roof[prop.label - 1] = (prop.solidity >= p.min_solidity and width_m >= p.min_width_m
+                                   and prop.axis_major_length <= p.max_elongation * max(prop.axis_minor_length, 1.0))
+    return segments, is_roof
+
+
+def label_mean(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per id, the mean of ``values`` over its pixels in ``labels``; 0 for an id without pixels."""
+    pixels = ndimage.sum(np.ones(labels.shape, np.float32), labels, ids)
+    return ndimage.sum(values, labels, ids) / np.maximum(pixels, 1)
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of ``values`` where each value counts ``weights`` times."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    if cumulative.size == 0 or cumulative[-1] <= 0:
+        return 0.0
+    return float(values[order][min(np.searchsorted(cumulative, q * cumulative[-1]), values.size - 1)])
+
+
+def outline_persistence(segments: np.ndarray, is_roof: np.ndarray, own_edges: np.ndarray, other_edges: np.ndarray,
+                        pixel_size_m: float, p: StructureParams) -> np.ndarray:
+    """Per segment, the share of its strong outline that is also an edge at the other date (within ``tolerance_m``).
+
+    ``own_edges``/``other_edges`` are boolean edge maps of the two dates. NaN where a segment has no strong
+    outline (it cannot be judged, and is not kept).
+    """
+    tol = max(1, int(round(p.tolerance_m / pixel_size_m)))
+    other_near = cv2.dilate(other_edges.astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8)) > 0
+    strong_outline = find_boundaries(segments, mode="inner") & own_edges & is_roof[segments]
+    ids = np.arange(is_roof.size)
+    counted = np.where(strong_outline, segments, -1)
+    pixels = ndimage.sum(strong_outline, counted, ids)
+    persisted = ndimage.sum(other_near, counted, ids)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pixels >= 5, persisted / np.maximum(pixels, 1), np.nan)
+
+
+def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
+                             pixel_size_m: float, params: StructureParams = StructureParams(), *,
+                             stats: SceneStats | None = None) -> StructureChanges:
+    """Buildings built (``appeared``) or demolished (``disappeared``) between ``before`` and ``after``.
+
+    ``before``/``after``: (bands, rows, cols) float arrays of one grid, ``bands`` naming them (red, green
+    and blue needed; without them nothing is reported); ``analysed``: bool (rows, cols); ``pixel_size_m``:
+    metres. ``stats`` holds scene-wide statistics (frozen for a block of a larger scene).
+    """
+    stats = scene_stats(stats)
+    labels = np.zeros(analysed.shape, np.int32)
+    if not has_colour(bands) or not analysed.any():
+        return StructureChanges(labels=labels, kinds={}, present_both=np.zeros(analysed.shape, bool),
+                                details={"reason": "needs red, green and blue"})
+    p = params
+    rgb = {name: unit_rgb(image, bands, analysed, stats, name) for name, image in (("before", before), ("after", after))}
+    edges = {}
+    for name, image in rgb.items():
+        grad = gradient(image.mean(axis=-1), pixel_size_m, p)
+        typical = stats.take(f"roof_gradient_{name}", lambda: float(np.median(grad[analysed])) if analysed.any() else 1.0)
+        edges[name] = (grad > p.edge_strength * max(typical, 1e-6)) & analysed
+
+    details: dict = {"candidate_pixels": 0, "removed_pixels": 0}
+    found = np.zeros(analysed.shape, np.int8)  # 1 appeared, 2 disappeared
+    present_both = np.zeros(analysed.shape, bool)
+    for code, (name, other) in ((1, ("after", "before")), (2, ("before", "after"))):
+        segments, is_roof = roof_segments(rgb[name], analysed, pixel_size_m, p, stats, name)
+        persistence = outline_persistence(segments, is_roof, edges[name], edges[other], pixel_size_m, p)
+        new = is_roof & (np.nan_to_num(persistence, nan=1.0) <= p.max_persistence)
+        found[new[segments] & (found == 0)] = code
+        present_both |= (is_roof & ~new)[segments]
+        details[f"roofs_{name}"] = int(is_roof.sum())
+        details[f"roofs_{name}_present_at_both"] = int((is_roof & ~new).sum())
+        details["candidate_pixels"] += int(is_roof[segments].sum())
+        details["removed_pixels"] += int((is_roof & ~new)[segments].sum())
+
+    kinds = {}
+    next_id = 1
+    for code, kind in ((1, "appeared"), (2, "disappeared")):
+        components, n = ndimage.label(found == code)
+        labels[components > 0] = components[components > 0] + next_id - 1
+        kinds.update({next_id + i: kind for i in range(n)})
+        next_id += n
+        details[kind] = n
+    return StructureChanges(labels=labels, kinds=kinds, present_both=present_both & (found == 0), details=details)
