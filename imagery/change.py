@@ -496,17 +496,18 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
     """By pixel size and bands:
 
     * up to 1.5 m with at least two bands (vehicles resolved): ``objects`` for vehicles and tents, plus
-      ``structures`` for buildings built or demolished (with red, green and blue), plus ``regions`` for
-      changed areas (earthworks, cleared ground) that the object stage explains away on real pairs;
+      ``structures`` for buildings built or demolished (red, green and blue at 1 m or finer), plus
+      ``regions`` for changed areas (buildings at 1.5 m, earthworks, cleared ground) that the object stage
+      explains away on real pairs;
     * up to 5 m, or a single band: ``regions`` (one band cannot tell a shadow from a darker material, so the
       object stage would explain everything away);
     * coarser: ``hacd``.
     """
-    from imagery.structures import has_colour
+    from imagery.structures import applies as structures_apply
 
     if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.count >= 2:
         things, chosen, standing = objects_method(inputs), "objects+regions", None
-        if has_colour(inputs.bands):
+        if structures_apply(inputs.bands, inputs.pixel_size_m):
             structures, standing = structure_changes(inputs)
             things = replace(merge_results(structures, things), threshold=things.threshold,
                              rule=f"{things.rule}; buildings: {structures.rule}",

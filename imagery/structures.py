@@ -24,7 +24,8 @@ of how much a pixel changed:
    (the facets of one roof) form one object.
 
 Input images are bands-first arrays of one grid (any CRS; sizes are given in
-metres through ``pixel_size_m``) holding at least red, green and blue.
+metres through ``pixel_size_m``, 1 m or finer) holding at least red, green
+and blue.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class StructureParams:
     min_roof_m2: float = 20.0  # a garage; the smallest segment is 3/4 of it
     max_roof_m2: float = 5000.0  # one roof segment; larger halls are the region stage's
     min_width_m: float = 4.0  # narrower is a wall, fence or path
+    min_width_px: float = 4.0  # a roof is resolved (outline, facets, its shadow beside it) when min_width_m spans this
     max_elongation: float = 4.0  # longer than this times its width is a road or a row of things
     min_solidity: float = 0.7
     shadow_ring_m: float = 2.0  # how far outside its outline a roof's cast shadow is looked for
@@ -61,7 +63,9 @@ class StructureParams:
     smoothing_m: float = 0.5
     edge_strength: float = 2.0  # an outline edge: gradient this many times the scene's median gradient
     tolerance_m: float = 1.0  # misregistration and lean allowed between the two dates' outlines
-    max_persistence: float = 0.7  # a roof whose outline is an edge at the other date over more than this share is not new
+    #: A roof is new when its outline is an edge at the other date no more often than midway between chance
+    #: (the share of that date's pixels within ``tolerance_m`` of an edge) and always.
+    persistence_blend: float = 0.5
 
 
 @dataclass
@@ -86,9 +90,10 @@ class StructureChanges:
     details: dict = field(default_factory=dict)
 
 
-def has_colour(bands: tuple[str, ...]) -> bool:
-    """True when ``bands`` holds red, green and blue (what the roof rules need)."""
-    return all(b in bands for b in RGB)
+def applies(bands: tuple[str, ...], pixel_size_m: float, p: StructureParams = StructureParams()) -> bool:
+    """True when ``bands`` holds red, green and blue (what the roof rules need) and the pixels resolve roofs
+    (``min_width_m`` spans ``min_width_px``: 1 m pixels for 4 m)."""
+    return all(b in bands for b in RGB) and pixel_size_m * p.min_width_px <= p.min_width_m + 1e-9
 
 
 def unit_rgb(image: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray, stats: SceneStats, name: str) -> np.ndarray:
@@ -164,8 +169,7 @@ def outline_persistence(segments: np.ndarray, is_roof: np.ndarray, own_edges: np
     ``own_edges``/``other_edges`` are boolean edge maps of the two dates. NaN where a segment has no strong
     outline (it cannot be judged, and is not kept).
     """
-    tol = max(1, int(round(p.tolerance_m / pixel_size_m)))
-    other_near = cv2.dilate(other_edges.astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8)) > 0
+    other_near = near_edges(other_edges, pixel_size_m, p)
     strong_outline = find_boundaries(segments, mode="inner") & own_edges & is_roof[segments]
     ids = np.arange(is_roof.size)
     counted = np.where(strong_outline, segments, -1)
@@ -173,6 +177,12 @@ def outline_persistence(segments: np.ndarray, is_roof: np.ndarray, own_edges: np
     persisted = ndimage.sum(other_near, counted, ids)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pixels >= 5, persisted / np.maximum(pixels, 1), np.nan)
+
+
+def near_edges(edges: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
+    """Pixels within ``tolerance_m`` of an edge."""
+    tol = max(1, int(round(p.tolerance_m / pixel_size_m)))
+    return cv2.dilate(edges.astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8)) > 0
 
 
 def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
@@ -186,9 +196,9 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
     """
     stats = scene_stats(stats)
     labels = np.zeros(analysed.shape, np.int32)
-    if not has_colour(bands) or not analysed.any():
+    if not applies(bands, pixel_size_m, params) or not analysed.any():
         return StructureChanges(labels=labels, kinds={}, present_both=np.zeros(analysed.shape, bool),
-                                details={"reason": "needs red, green and blue"})
+                                details={"reason": "needs red, green and blue at 1 m or finer"})
     p = params
     rgb = {name: unit_rgb(image, bands, analysed, stats, name) for name, image in (("before", before), ("after", after))}
     edges = {}
@@ -203,7 +213,8 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
     for code, (name, other) in ((1, ("after", "before")), (2, ("before", "after"))):
         segments, is_roof = roof_segments(rgb[name], analysed, pixel_size_m, p, stats, name)
         persistence = outline_persistence(segments, is_roof, edges[name], edges[other], pixel_size_m, p)
-        new = is_roof & (np.nan_to_num(persistence, nan=1.0) <= p.max_persistence)
+        chance = stats.take(f"edge_chance_{other}", lambda: float(near_edges(edges[other], pixel_size_m, p)[analysed].mean()))
+        new = is_roof & (np.nan_to_num(persistence, nan=1.0) <= chance + p.persistence_blend * (1.0 - chance))
         found[new[segments] & (found == 0)] = code
         present_both |= (is_roof & ~new)[segments]
         details[f"roofs_{name}"] = int(is_roof.sum())
