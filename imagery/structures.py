@@ -103,9 +103,11 @@ def unit_rgb(image: np.ndarray, bands: tuple[str, ...], analysed: np.ndarray, st
     return np.clip(rgb / max(top, 1e-6), 0.0, 1.0)
 
 
-def gradient(luminance: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
-    """Gradient magnitude of the luminance smoothed over ``smoothing_m``."""
-    return ndimage.gaussian_gradient_magnitude(luminance, max(0.5, p.smoothing_m / pixel_size_m))
+def gradient(rgb: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
+    """Colour gradient magnitude (the three bands' gradients in quadrature) smoothed over ``smoothing_m``: an
+    outline between two colours of like brightness (a green roof on brown ground) is an edge too."""
+    sigma = max(0.5, p.smoothing_m / pixel_size_m)
+    return np.sqrt(sum(ndimage.gaussian_gradient_magnitude(rgb[..., k], sigma) ** 2 for k in range(rgb.shape[-1])))
 
 
 def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p: StructureParams, stats: SceneStats,
@@ -203,7 +205,7 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
     rgb = {name: unit_rgb(image, bands, analysed, stats, name) for name, image in (("before", before), ("after", after))}
     edges = {}
     for name, image in rgb.items():
-        grad = gradient(image.mean(axis=-1), pixel_size_m, p)
+        grad = gradient(image, pixel_size_m, p)
         typical = stats.take(f"roof_gradient_{name}", lambda: float(np.median(grad[analysed])) if analysed.any() else 1.0)
         edges[name] = (grad > p.edge_strength * max(typical, 1e-6)) & analysed
 

@@ -25,6 +25,7 @@ LAWN = np.array([90.0, 135.0, 70.0])
 ROAD = np.array([185.0, 182.0, 175.0])
 FIELD_GREEN = np.array([70.0, 125.0, 60.0])
 FIELD_BROWN = np.array([150.0, 120.0, 85.0])
+ROOF_GREEN = np.array([70.0, 110.0, 95.0])  # painted metal (teal-green), as on real halls before re-roofing
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ScenePair:
     nuisance: np.ndarray
     pixel_size_m: float
     buildings: list = field(default_factory=list)  # (row slice, col slice) of each new building
+    others: dict = field(default_factory=dict)  # name -> [(row slice, col slice), ...] of other things drawn
 
     def write(self, folder: Path, origin=(500000.0, 4400000.0), crs="EPSG:32614") -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -156,3 +158,41 @@ def fields_change_colour(seed: int = 0, *, size: int = 480, px: float = 1.0) -> 
 def small_tile(seed: int = 0) -> ScenePair:
     """A 256 x 256 tile at 0.5 m (128 m): scrub, AFTER has six houses in its eastern half."""
     return suburb_on_scrub(seed, size=256, px=0.5, share=0.5)
+
+
+def buildings_that_stay_come_and_go(seed: int = 0, *, size: int = 320, px: float = 0.5) -> ScenePair:
+    """Scrub with buildings, 16 x 20 m, in four kinds: three stand at both dates with the same roof, two stand
+    at both dates but were re-roofed (teal-green BEFORE, grey AFTER), three are new AFTER (the truth), one was
+    demolished (BEFORE only). AFTER also has a grey concrete slab the size of a house that casts no shadow
+    (a pad or a yard, not a building). ``others`` holds each kind's footprint."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size)
+    ground = scrub(shape, rng, px)
+    before, after = ground.copy(), ground.copy()
+    h, w, shadow = int(16 / px), int(20 / px), max(1, int(2.5 / px))
+    spots = [(r, c) for r in (int(8 / px), int(56 / px), int(104 / px)) for c in (int(8 / px), int(58 / px), int(108 / px))]
+    order = rng.permutation(len(spots))
+    kinds = ["same"] * 3 + ["reroofed"] * 2 + ["new"] * 3 + ["demolished"]
+    truth = np.zeros(shape, bool)
+    others: dict = {"same": [], "reroofed": [], "new": [], "demolished": [], "slab": []}
+    for kind, k in zip(kinds, order):
+        r, c = spots[k]
+        r, c = r + int(rng.integers(0, int(4 / px))), c + int(rng.integers(0, int(4 / px)))
+        if kind in ("same", "reroofed", "demolished"):
+            building(before, r, c, h, w, ROOF_GREEN if kind == "reroofed" else ROOF, rng, px, shadow)
+        if kind in ("same", "reroofed", "new"):
+            footprint = building(after, r, c, h, w, ROOF, rng, px, shadow)
+        else:
+            footprint = (slice(r, r + h), slice(c, c + w))
+        others[kind].append(footprint)
+        if kind == "new":
+            truth[footprint] = True
+    slab = (slice(int(140 / px), int(140 / px) + h), slice(int(20 / px), int(20 / px) + w))
+    paint(after, *slab, ROOF, rng, px)
+    others["slab"].append(slab)
+    nuisance = np.zeros(shape, bool)
+    for kind in ("same", "reroofed", "slab"):
+        for rows, cols in others[kind]:
+            nuisance[rows, cols] = True
+    return ScenePair(finish(before, rng), finish(after, rng, gain=(0.95, 1.0, 1.06), offset=(3, 0, -2)), truth,
+                     nuisance, px, others["new"], others)
