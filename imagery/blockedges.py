@@ -35,6 +35,7 @@ class Piece:
     label: int
     change: str
     area_change: bool
+    building: bool
     pixels: int
     score_sum: float
     before_sum: float
@@ -106,7 +107,8 @@ def block_pieces(big: np.ndarray, types: dict, result: ChangeResult, before: np.
         outlines.setdefault(int(value), []).append(shape(geom))
     work_px = float(result.details.get("work_pixel_m", 0.0))
     pieces = [Piece(block=block.index, label=label, change=types.get(label, "changed"),
-                    area_change=label in result.area_labels, pixels=int(n), score_sum=float(sc), before_sum=float(b),
+                    area_change=label in result.area_labels, building=label in result.building_labels,
+                    pixels=int(n), score_sum=float(sc), before_sum=float(b),
                     after_sum=float(a), outline=shapely.union_all(outlines[label]), outline_px_m=work_px)
               for label, n, sc, b, a in zip(index, pixels, scores, b_sum, a_sum)]
     return pieces, edges
@@ -178,7 +180,7 @@ def merge_pieces(groups: list[list[Piece]], grid: Grid, pixel_size_m: float,
         obj = measure_object(0, largest.change, geometry, pixels, sum(p.score_sum for p in group) / pixels,
                              sum(p.before_sum for p in group) / pixels, sum(p.after_sum for p in group) / pixels,
                              pixel_size_m=pixel_size_m, rules=rules, outline_px_m=outline_px, min_width_m=min_width,
-                             area_change=any(p.area_change for p in group))
+                             area_change=any(p.area_change for p in group), building=any(p.building for p in group))
         value = 0 if obj is None else MASK_VALUES[obj.change]
         repaint += [(shapely.affinity.affine_transform(p.outline, to_crs), value) for p in group
                     if obj is None or p.change != obj.change]

@@ -99,6 +99,7 @@ class ChangeResult:
     details: dict = field(default_factory=dict)
     objects: tuple | None = None  # (labels int32, {label: change type}) when the method found objects itself
     area_labels: frozenset = frozenset()  # labels of ``objects`` that are changed areas, not delineated things
+    building_labels: frozenset = frozenset()  # labels of ``objects`` that are buildings whatever their size (roofs)
 
 
 def chi2_score(statistic: np.ndarray, dof: int) -> np.ndarray:
@@ -456,7 +457,7 @@ def structure_changes(inputs: ChangeInputs) -> tuple[ChangeResult, np.ndarray]:
                           rule="roofs (building-sized grey segments with a cast shadow) at one date whose outline "
                                "is not an edge at the other",
                           details={"statistic": "roof outlines", **found.details},
-                          objects=(found.labels, found.kinds), area_labels=frozenset(found.kinds))
+                          objects=(found.labels, found.kinds), building_labels=frozenset(found.kinds))
     return result, found.present_both
 
 
@@ -470,7 +471,7 @@ def merge_results(first: ChangeResult, second: ChangeResult) -> ChangeResult:
 
     Where both found something ``first`` keeps its pixels and ``second``
     keeps the rest; the score is the larger of the two. Labels that are
-    changed areas (``area_labels``) stay so. Details are ``first``'s with
+    changed areas (``area_labels``) or buildings (``building_labels``) stay so. Details are ``first``'s with
     ``second``'s under ``"areas"``.
     """
     t_labels, t_kinds = first.objects
@@ -482,14 +483,31 @@ def merge_results(first: ChangeResult, second: ChangeResult) -> ChangeResult:
     present = set(np.unique(labels[free]).tolist())
     second_kinds = {label + offset: kind for label, kind in a_kinds.items() if label + offset in present}
     second_areas = {label + offset for label in second.area_labels if label + offset in present}
+    second_buildings = {label + offset for label in second.building_labels if label + offset in present}
     return ChangeResult(score=np.maximum(first.score, second.score), changed=labels > 0, threshold=first.threshold,
                         rule=f"{first.rule}; changed areas: {second.rule}",
                         details={**first.details, "areas": second.details},
-                        objects=(labels, {**t_kinds, **second_kinds}), area_labels=first.area_labels | second_areas)
+                        objects=(labels, {**t_kinds, **second_kinds}), area_labels=first.area_labels | second_areas,
+                        building_labels=first.building_labels | second_buildings)
 
 
 #: Above this pixel size (Sentinel-2 class) areas are found by anomalous change (HACD), not by the region stage.
 REGION_MAX_PX_M = 5.0
+
+
+def drop_objects_on(result: ChangeResult, standing: np.ndarray) -> ChangeResult:
+    """``result`` without its objects that lie mostly (half their pixels or more) on ``standing`` roofs: a
+    re-roofed or differently lit building is not an object that came or went. The pixels removed, and those
+    of all objects before, are in ``details["standing_building_pixels"]`` and ``details["object_pixels"]``."""
+    labels, kinds = result.objects
+    n = int(labels.max()) if labels.size else 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    on = np.bincount(labels.ravel(), weights=standing.ravel().astype(np.float64), minlength=n + 1)
+    drop = (on >= 0.5 * np.maximum(sizes, 1)) & (np.arange(n + 1) > 0)
+    kept = np.where(drop[labels], 0, labels).astype(labels.dtype)
+    details = {**result.details, "standing_building_pixels": int(sizes[drop].sum()), "object_pixels": int(sizes[1:].sum())}
+    return replace(result, changed=kept > 0, objects=(kept, {k: v for k, v in kinds.items() if not drop[k]}),
+                   details=details)
 
 
 def auto_method(inputs: ChangeInputs) -> ChangeResult:
@@ -509,6 +527,7 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
         things, chosen, standing = objects_method(inputs), "objects+regions", None
         if structures_apply(inputs.bands, inputs.pixel_size_m):
             structures, standing = structure_changes(inputs)
+            things = drop_objects_on(things, standing)
             things = replace(merge_results(structures, things), threshold=things.threshold,
                              rule=f"{things.rule}; buildings: {structures.rule}",
                              details={**things.details, "structures": structures.details})

@@ -94,7 +94,8 @@ def min_rect_dims(geometry: BaseGeometry) -> tuple[float, float, float]:
 
 
 def classify(area_m2: float, length_m: float, width_m: float, solidity: float, pixel_size_m: float,
-             rules: SizeRules = SizeRules(), outline_px_m: float | None = None, *, area_change: bool = False) -> str:
+             rules: SizeRules = SizeRules(), outline_px_m: float | None = None, *, area_change: bool = False,
+             building: bool = False) -> str:
     """Class from size and shape in metres.
 
     Parameters
@@ -114,7 +115,12 @@ def classify(area_m2: float, length_m: float, width_m: float, solidity: float, p
         The object is a changed area (a building with its plot, earthworks),
         not a delineated thing: it is a ``structure`` or ``other``, never a
         vehicle, group or tent by its size alone.
+    building : bool
+        The object was found as a building (a roof, :mod:`imagery.structures`): a ``structure`` whatever its
+        size.
     """
+    if building:
+        return "structure"
     structure = area_m2 >= rules.structure_min_area_m2 and solidity >= 0.6 and width_m >= 8.0
     if area_change:
         return "structure" if structure else "other"
@@ -172,6 +178,7 @@ def objects_from_labels(
     outline_px_m: float | None = None,
     min_width_m: float = 0.0,
     area_labels: frozenset = frozenset(),
+    building_labels: frozenset = frozenset(),
 ) -> list[ChangeObject]:
     """Measure and classify each labelled component.
 
@@ -191,6 +198,8 @@ def objects_from_labels(
         Components narrower than this (minimum rotated rectangle) are left out: slivers.
     area_labels : frozenset
         Labels that are changed areas rather than delineated things (see :func:`classify`).
+    building_labels : frozenset
+        Labels found as buildings (see :func:`classify`).
 
     Returns
     -------
@@ -207,7 +216,8 @@ def objects_from_labels(
         obj = measure_object(label, change_types.get(label, "changed"), component_geometry(labels, label, grid, bbox),
                              int(sub.sum()), float(score[bbox][sub].mean()), float(brightness_before[bbox][sub].mean()),
                              float(brightness_after[bbox][sub].mean()), pixel_size_m=pixel_size_m, rules=rules,
-                             outline_px_m=outline_px_m, min_width_m=min_width_m, area_change=label in area_labels)
+                             outline_px_m=outline_px_m, min_width_m=min_width_m, area_change=label in area_labels,
+                             building=label in building_labels)
         if obj is not None:
             out.append(obj)
     out.sort(key=lambda o: -o.area_m2)
@@ -217,7 +227,7 @@ def objects_from_labels(
 def measure_object(label: int, change: str, geometry: BaseGeometry, pixels: int, score: float, brightness_before: float,
                    brightness_after: float, *, pixel_size_m: float, rules: SizeRules = SizeRules(),
                    outline_px_m: float | None = None, min_width_m: float = 0.0,
-                   area_change: bool = False) -> ChangeObject | None:
+                   area_change: bool = False, building: bool = False) -> ChangeObject | None:
     """One object measured and classified from its outline (grid CRS, metres), its pixel count and its mean
     score and brightness; None when it is empty or narrower than ``min_width_m`` (a sliver). ``id`` is 0."""
     if geometry.is_empty:
@@ -228,7 +238,8 @@ def measure_object(label: int, change: str, geometry: BaseGeometry, pixels: int,
     area = pixels * pixel_size_m**2
     hull = geometry.convex_hull.area
     solidity = float(geometry.area / hull) if hull > 0 else 0.0
-    cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m, area_change=area_change)
+    cls = classify(area, length, width, solidity, pixel_size_m, rules, outline_px_m, area_change=area_change,
+                   building=building)
     return ChangeObject(id=0, label=label, change=change, cls=cls, geometry=geometry, area_m2=float(area), length_m=length,
                         width_m=width, orientation_deg=azimuth, score=score, brightness_before=brightness_before,
                         brightness_after=brightness_after, vehicles=vehicle_count(cls, area, pixel_size_m, rules))

@@ -236,6 +236,11 @@ def stage_accounting(details: dict) -> list[dict]:
         removed = candidates - int(details.get("unexplained_pixels", 0))
         out.append({"stage": "objects", "explanation": "illumination_season_lean", "candidate_pixels": candidates,
                     "removed_pixels": removed, "removed_share": round(removed / candidates, 4), "applied": True})
+    if details.get("standing_building_pixels"):
+        removed = int(details["standing_building_pixels"])
+        out.append({"stage": "objects", "explanation": "standing_building", "removed_pixels": removed,
+                    "removed_share": round(removed / max(int(details.get("object_pixels", 0)), 1), 4),
+                    "applied": True})
     structures = details.get("structures", {})
     if structures.get("candidate_pixels"):
         candidates, removed = int(structures["candidate_pixels"]), int(structures["removed_pixels"])

@@ -438,9 +438,9 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
                                                          "removed_share": round(share, 4), "applied": applied}}
     if not applied:
         z, gated = z_raw, evidence
-    if standing is not None:  # re-roofed or differently lit buildings, judged like phenology
+    if standing is not None:  # re-roofed or differently lit buildings, judged like phenology on the same scale
         on_roofs = robust_z(box_mean(np.where(standing, np.minimum(gated, typical), gated), analysed, window), analysed,
-                            stats=stats, name="z_standing")
+                            stats=stats, name="z_gated" if applied else "z_raw")
         removed = (z > p.z_threshold) & ~(on_roofs > p.z_threshold) & analysed
         applied = stats.take("standing_building.applies",
                              lambda: explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum())))

@@ -134,7 +134,8 @@ def finish_objects(labels: np.ndarray, types: dict, result: ChangeResult, before
     min_width = rules.min_width_m + outline_px if pixel_size_m <= rules.vehicle_resolvable_px_m else 0.0
     objects = objects_from_labels(labels, types, grid=grid, score=result.score, brightness_before=before.mean(axis=0),
                                   brightness_after=after.mean(axis=0), pixel_size_m=pixel_size_m, rules=rules,
-                                  outline_px_m=outline_px, min_width_m=min_width, area_labels=result.area_labels)
+                                  outline_px_m=outline_px, min_width_m=min_width, area_labels=result.area_labels,
+                                  building_labels=result.building_labels)
     lut = np.zeros(int(labels.max()) + 1, dtype=np.uint8)
     for obj in objects:
         lut[obj.label] = MASK_VALUES[obj.change]

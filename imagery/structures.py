@@ -51,6 +51,7 @@ class StructureParams:
     max_roof_m2: float = 5000.0  # one roof segment; larger halls are the region stage's
     min_width_m: float = 4.0  # narrower is a wall, fence or path
     min_width_px: float = 4.0  # a roof is resolved (outline, facets, its shadow beside it) when min_width_m spans this
+    work_pixel_m: float = 1.0  # finer pixels are block-averaged to about this size first (min_width_m / min_width_px)
     max_elongation: float = 4.0  # longer than this times its width is a road or a row of things
     min_solidity: float = 0.7
     shadow_ring_m: float = 2.0  # how far outside its outline a roof's cast shadow is looked for
@@ -77,7 +78,8 @@ class StructureChanges:
     labels : ndarray (rows, cols) int32
         Structure id per pixel, 0 elsewhere.
     present_both : ndarray (rows, cols) bool
-        Roofs whose outline is an edge at both dates: buildings present at both, whatever their roof's colour.
+        Roofs whose outline is an edge at both dates, with ``shadow_ring_m`` around them (their outline and
+        the foot of their cast shadow): buildings present at both, whatever their roof's colour.
     kinds : dict
         Structure id -> ``appeared`` | ``disappeared``.
     details : dict
@@ -196,6 +198,18 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
     and blue needed; without them nothing is reported); ``analysed``: bool (rows, cols); ``pixel_size_m``:
     metres. ``stats`` holds scene-wide statistics (frozen for a block of a larger scene).
     """
+    factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
+    if factor > 1 and applies(bands, pixel_size_m, params):
+        from imagery.clouds import block_mean, upsample_mask
+
+        small = detect_structure_changes(block_mean(before, factor), block_mean(after, factor),
+                                         block_mean(analysed.astype(np.float32), factor) >= 0.75, bands,
+                                         pixel_size_m * factor, params, stats=stats)
+        labels = upsample_mask(small.labels, factor, analysed.shape)
+        labels[~analysed] = 0
+        present = upsample_mask(small.present_both, factor, analysed.shape) & analysed
+        return StructureChanges(labels=labels, kinds=small.kinds, present_both=present,
+                                details={**small.details, "work_pixel_m": round(pixel_size_m * factor, 3)})
     stats = scene_stats(stats)
     labels = np.zeros(analysed.shape, np.int32)
     if not applies(bands, pixel_size_m, params) or not analysed.any():
@@ -232,4 +246,7 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
         kinds.update({next_id + i: kind for i in range(n)})
         next_id += n
         details[kind] = n
-    return StructureChanges(labels=labels, kinds=kinds, present_both=present_both & (found == 0), details=details)
+    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))  # its outline and the foot of its cast shadow
+    present_both = cv2.dilate(present_both.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
+    return StructureChanges(labels=labels, kinds=kinds, present_both=present_both & (found == 0) & analysed,
+                            details=details)
