@@ -61,6 +61,8 @@ class StructureParams:
     grey_quantile: float = 0.35  # roofs are no more saturated than this share of the scene (by area) ...
     grey_margin: float = 0.02  # ... plus this margin
     segment_scale: float = 200.0  # Felzenszwalb scale on an image scaled to 0..1
+    tile_px: int = 512  # segmentation tiles (work pixels): bounded memory on large grids
+    margin_m: float = 80.0  # context around each tile, more than a roof segment's side (max_roof_m2)
     smoothing_m: float = 0.5
     edge_strength: float = 2.0  # an outline edge: gradient this many times the scene's median gradient
     tolerance_m: float = 1.0  # misregistration and lean allowed between the two dates' outlines
@@ -121,8 +123,7 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     relative to this date's own statistics (``stats``, named by ``name``).
     """
     px2 = pixel_size_m * pixel_size_m
-    segments = felzenszwalb(rgb, scale=p.segment_scale, sigma=max(0.5, p.smoothing_m / pixel_size_m),
-                            min_size=max(4, int(0.75 * p.min_roof_m2 / px2)))
+    segments = segment_in_tiles(rgb, pixel_size_m, p)
     segments = label(segments, background=-1, connectivity=1) - 1  # its segments need not be connected
     segments[~analysed] = segments.max() + 1  # one segment for what is not analysed, never a roof
     ids = np.arange(int(segments.max()) + 1)
@@ -149,6 +150,47 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
         is_roof[prop.label - 1] = (prop.solidity >= p.min_solidity and width_m >= p.min_width_m
                                    and prop.axis_major_length <= p.max_elongation * max(prop.axis_minor_length, 1.0))
     return segments, is_roof
+
+
+def segment_in_tiles(rgb: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
+    """Felzenszwalb segments of ``rgb`` (rows, cols, 3): id per pixel (int64, not necessarily connected),
+    computed in tiles of ``tile_px`` so that memory stays bounded whatever the grid's size.
+
+    Each tile is segmented with a margin of ``margin_m`` (more than a roof's side). A segment that reaches
+    past its tile's core belongs to the tile whose core holds the centre of its bounding box and is painted
+    whole there, so a roof across a tile seam is not cut in two; every other pixel takes its core tile's
+    segment.
+    """
+    rows, cols = rgb.shape[:2]
+    min_size = max(4, int(0.75 * p.min_roof_m2 / pixel_size_m**2))
+    sigma = max(0.5, p.smoothing_m / pixel_size_m)
+    if rows <= p.tile_px and cols <= p.tile_px:
+        return felzenszwalb(rgb, scale=p.segment_scale, sigma=sigma, min_size=min_size).astype(np.int64)
+    margin = int(np.ceil(p.margin_m / pixel_size_m))
+    segments = np.zeros((rows, cols), np.int64)
+    claimed = np.zeros((rows, cols), bool)
+    next_id = 0
+    for r0 in range(0, rows, p.tile_px):
+        for c0 in range(0, cols, p.tile_px):
+            r1, c1 = min(rows, r0 + p.tile_px), min(cols, c0 + p.tile_px)
+            wr0, wc0 = max(0, r0 - margin), max(0, c0 - margin)
+            wr1, wc1 = min(rows, r1 + margin), min(cols, c1 + margin)
+            tile = felzenszwalb(rgb[wr0:wr1, wc0:wc1], scale=p.segment_scale, sigma=sigma, min_size=min_size)
+            core = (slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
+            free = ~claimed[r0:r1, c0:c1]
+            segments[r0:r1, c0:c1][free] = tile[core][free] + next_id
+            for index, box in enumerate(ndimage.find_objects(tile + 1)):
+                if box is None or all(box[k].start >= core[k].start and box[k].stop <= core[k].stop for k in (0, 1)):
+                    continue  # inside the core: painted above
+                centre = [(box[k].start + box[k].stop) // 2 for k in (0, 1)]
+                if not all(core[k].start <= centre[k] < core[k].stop for k in (0, 1)):
+                    continue  # another tile's segment
+                target = (slice(wr0 + box[0].start, wr0 + box[0].stop), slice(wc0 + box[1].start, wc0 + box[1].stop))
+                whole = (tile[box] == index) & ~claimed[target]
+                segments[target][whole] = index + next_id
+                claimed[target] |= whole
+            next_id += int(tile.max()) + 1
+    return segments
 
 
 def label_mean(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

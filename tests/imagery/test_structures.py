@@ -123,3 +123,21 @@ def test_a_suburb_of_grey_roofs_on_scrub_is_found_roof_by_roof():
     hits = [reported(found, fp, "appeared") > 0.3 for fp in grey]
     assert sum(hits) >= 0.7 * len(hits)
     assert (found.labels[pair.nuisance] == 0).mean() > 0.99  # unchanged scrub
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_segmentation_in_tiles_finds_what_one_piece_would_and_its_margin_matters(seed):
+    pair = buildings_that_stay_come_and_go(seed)
+    whole = structures(pair)  # the 160 m scene at 1 m work pixels is one tile
+    tiled = structures(pair, StructureParams(tile_px=48))  # 48 m tiles: every roof near a seam
+    assert whole.details["appeared"] >= 3
+    # the background's segments differ with the window (and with them the scene's grey level), the roofs do not
+    assert iou(whole.labels > 0, tiled.labels > 0) > 0.95
+    assert iou(whole.present_both, tiled.present_both) > 0.9
+    # without the margin, segments are cut at the seams and the roofs with them
+    cut = structures(pair, StructureParams(tile_px=48, margin_m=1.0))
+    assert iou(whole.labels > 0, cut.labels > 0) < 0.5
