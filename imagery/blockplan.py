@@ -14,7 +14,7 @@ from rasterio import features
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
-from imagery import clouds, objectchange, regionchange
+from imagery import clouds, objectchange, regionchange, structures
 from imagery.grid import Grid
 from imagery.raster import Raster
 from imagery.scenes import SceneInfo, read_onto_grid
@@ -50,7 +50,7 @@ def lattice_px(pixel_size_m: float) -> int:
     """Block origins must be multiples of this (pixels): every stage's block means and block medians then
     start where they would on the whole grid."""
     return int(np.lcm.reduce([clouds.lattice_px(pixel_size_m), objectchange.lattice_px(pixel_size_m),
-                              regionchange.lattice_px(pixel_size_m)]))
+                              regionchange.lattice_px(pixel_size_m), structures.lattice_px(pixel_size_m)]))
 
 
 def round_up(value: float, step: int) -> int:

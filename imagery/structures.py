@@ -125,8 +125,9 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     px2 = pixel_size_m * pixel_size_m
     segments = segment_in_tiles(rgb, pixel_size_m, p)
     segments = label(segments, background=-1, connectivity=1) - 1  # its segments need not be connected
-    segments[~analysed] = segments.max() + 1  # one segment for what is not analysed, never a roof
-    ids = np.arange(int(segments.max()) + 1)
+    not_analysed_id = int(segments.max()) + 1  # one segment for what is not analysed, never a roof
+    segments[~analysed] = not_analysed_id
+    ids = np.arange(not_analysed_id + 1)
     luminance = rgb.mean(axis=-1)
     saturation = (rgb.max(axis=-1) - rgb.min(axis=-1)) / np.maximum(rgb.max(axis=-1), 1e-3)
     median = stats.take(f"roof_median_{name}", lambda: float(np.median(luminance[analysed])) if analysed.any() else 1.0)
@@ -143,13 +144,18 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
 
     candidate = ((area_m2 >= p.min_roof_m2) & (area_m2 <= p.max_roof_m2) & (mean_sat <= grey + p.grey_margin)
                  & (mean_lum >= p.roof_brightness[0]) & (mean_lum <= p.roof_brightness[1]) & (shadow_share >= p.min_shadow_share))
-    candidate[-1] = False
+    candidate[not_analysed_id] = False
     is_roof = np.zeros(ids.size, bool)
     for prop in regionprops(np.where(candidate[segments], segments + 1, 0)):
         width_m = prop.axis_minor_length * pixel_size_m
         is_roof[prop.label - 1] = (prop.solidity >= p.min_solidity and width_m >= p.min_width_m
                                    and prop.axis_major_length <= p.max_elongation * max(prop.axis_minor_length, 1.0))
     return segments, is_roof
+
+
+def lattice_px(pixel_size_m: float, params: StructureParams = StructureParams()) -> int:
+    """Blocks of a larger grid must start on multiples of this (pixels) to be block-averaged as on the whole grid."""
+    return max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
 
 
 def segment_in_tiles(rgb: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
