@@ -12,6 +12,7 @@ from typing import Callable
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from scipy import special
 from scipy import stats as scipy_stats
 
@@ -495,15 +496,25 @@ def merge_results(first: ChangeResult, second: ChangeResult) -> ChangeResult:
 REGION_MAX_PX_M = 5.0
 
 
-def drop_objects_on(result: ChangeResult, standing: np.ndarray) -> ChangeResult:
-    """``result`` without its objects that lie mostly (half their pixels or more) on ``standing`` roofs: a
-    re-roofed or differently lit building is not an object that came or went. The pixels removed, and those
-    of all objects before, are in ``details["standing_building_pixels"]`` and ``details["object_pixels"]``."""
+def drop_objects_on(result: ChangeResult, roofs: np.ndarray, standing: np.ndarray) -> ChangeResult:
+    """``result`` without its objects that are a re-roofed or relit building standing at both dates: half
+    their pixels or more on ``standing`` (the roofs with their outline and shadow's foot), covering half of
+    one of the ``roofs`` (bool masks, rows x cols) or more. Things that came onto a roof, or onto an apron
+    taken for one (vehicles, tents), cover a small part of it and stay. The pixels removed, and those of
+    all objects before, are in ``details["standing_building_pixels"]`` and ``details["object_pixels"]``."""
     labels, kinds = result.objects
     n = int(labels.max()) if labels.size else 0
+    parts, n_parts = ndimage.label(roofs)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    on = np.bincount(labels.ravel(), weights=standing.ravel().astype(np.float64), minlength=n + 1)
-    drop = (on >= 0.5 * np.maximum(sizes, 1)) & (np.arange(n + 1) > 0)
+    on_standing = np.bincount(labels.ravel(), weights=standing.ravel().astype(np.float64), minlength=n + 1)
+    part_sizes = np.bincount(parts.ravel(), minlength=n_parts + 1)
+    both = (labels > 0) & (parts > 0)
+    pairs, overlap = np.unique(labels[both].astype(np.int64) * (n_parts + 1) + parts[both], return_counts=True)
+    covers = np.zeros(n + 1, bool)
+    for pair, count in zip(pairs, overlap):
+        label, part = divmod(int(pair), n_parts + 1)
+        covers[label] |= bool(count >= 0.5 * part_sizes[part])
+    drop = covers & (on_standing >= 0.5 * np.maximum(sizes, 1))
     kept = np.where(drop[labels], 0, labels).astype(labels.dtype)
     details = {**result.details, "standing_building_pixels": int(sizes[drop].sum()), "object_pixels": int(sizes[1:].sum())}
     return replace(result, changed=kept > 0, objects=(kept, {k: v for k, v in kinds.items() if not drop[k]}),
@@ -513,8 +524,9 @@ def drop_objects_on(result: ChangeResult, standing: np.ndarray) -> ChangeResult:
 def auto_method(inputs: ChangeInputs) -> ChangeResult:
     """By pixel size and bands:
 
-    * up to 1.5 m with at least two bands (vehicles resolved): ``objects`` for vehicles and tents, plus
-      ``structures`` for buildings built or demolished (red, green and blue at 1 m or finer), plus
+    * up to 1.5 m with at least two bands (vehicles resolved): ``objects`` for vehicles and tents (objects on
+      roofs standing at both dates dropped), plus ``structures`` for buildings built or demolished (red,
+      green and blue at 1 m or finer; where an object is, the object keeps its pixels), plus
       ``regions`` for changed areas (buildings at 1.5 m, earthworks, cleared ground) that the object stage
       explains away on real pairs;
     * up to 5 m, or a single band: ``regions`` (one band cannot tell a shadow from a darker material, so the
@@ -522,16 +534,17 @@ def auto_method(inputs: ChangeInputs) -> ChangeResult:
     * coarser: ``hacd``.
     """
     from imagery.structures import applies as structures_apply
+    from imagery.structures import with_surroundings
 
     if inputs.pixel_size_m <= OBJECT_MAX_PX_M and inputs.before.count >= 2:
         things, chosen, standing = objects_method(inputs), "objects+regions", None
         if structures_apply(inputs.bands, inputs.pixel_size_m):
-            structures, standing = structure_changes(inputs)
-            things = drop_objects_on(things, standing)
-            things = replace(merge_results(structures, things), threshold=things.threshold,
-                             rule=f"{things.rule}; buildings: {structures.rule}",
-                             details={**things.details, "structures": structures.details})
-            chosen = "structures+objects+regions"
+            structures, roofs = structure_changes(inputs)
+            standing = with_surroundings(roofs, inputs.pixel_size_m)
+            objects = drop_objects_on(things, roofs, standing)
+            things = replace(merge_results(objects, structures), rule=f"{things.rule}; buildings: {structures.rule}",
+                             details={**objects.details, "structures": structures.details})
+            chosen = "objects+structures+regions"
         result = merge_results(things, regions_method(inputs, standing))
     elif inputs.pixel_size_m <= REGION_MAX_PX_M:
         result, chosen = regions_method(inputs), "regions"

@@ -47,7 +47,8 @@ RGB = ("red", "green", "blue")
 class StructureParams:
     """Sizes (metres) and rules of the structure stage."""
 
-    min_roof_m2: float = 20.0  # a garage; the smallest segment is 3/4 of it
+    min_roof_m2: float = 50.0  # larger than the largest vehicle (45 m²): vehicles are the object stage's
+    min_segment_m2: float = 15.0  # smallest segment (a roof's facet may be one)
     max_roof_m2: float = 5000.0  # one roof segment; larger halls are the region stage's
     min_width_m: float = 4.0  # narrower is a wall, fence or path
     min_width_px: float = 4.0  # a roof is resolved (outline, facets, its shadow beside it) when min_width_m spans this
@@ -80,8 +81,8 @@ class StructureChanges:
     labels : ndarray (rows, cols) int32
         Structure id per pixel, 0 elsewhere.
     present_both : ndarray (rows, cols) bool
-        Roofs whose outline is an edge at both dates, with ``shadow_ring_m`` around them (their outline and
-        the foot of their cast shadow): buildings present at both, whatever their roof's colour.
+        Roofs whose outline is an edge at both dates: buildings present at both, whatever their roof's
+        colour (:func:`with_surroundings` adds their outline and the foot of their cast shadow).
     kinds : dict
         Structure id -> ``appeared`` | ``disappeared``.
     details : dict
@@ -153,6 +154,12 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     return segments, is_roof
 
 
+def with_surroundings(roofs: np.ndarray, pixel_size_m: float, p: StructureParams = StructureParams()) -> np.ndarray:
+    """``roofs`` (bool, rows x cols) grown by ``shadow_ring_m``: their outline and the foot of their cast shadow."""
+    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))
+    return cv2.dilate(roofs.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
+
+
 def lattice_px(pixel_size_m: float, params: StructureParams = StructureParams()) -> int:
     """Blocks of a larger grid must start on multiples of this (pixels) to be block-averaged as on the whole grid."""
     return max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
@@ -168,7 +175,7 @@ def segment_in_tiles(rgb: np.ndarray, pixel_size_m: float, p: StructureParams) -
     segment.
     """
     rows, cols = rgb.shape[:2]
-    min_size = max(4, int(0.75 * p.min_roof_m2 / pixel_size_m**2))
+    min_size = max(4, int(p.min_segment_m2 / pixel_size_m**2))
     sigma = max(0.5, p.smoothing_m / pixel_size_m)
     if rows <= p.tile_px and cols <= p.tile_px:
         return felzenszwalb(rgb, scale=p.segment_scale, sigma=sigma, min_size=min_size).astype(np.int64)
@@ -294,7 +301,5 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
         kinds.update({next_id + i: kind for i in range(n)})
         next_id += n
         details[kind] = n
-    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))  # its outline and the foot of its cast shadow
-    present_both = cv2.dilate(present_both.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
     return StructureChanges(labels=labels, kinds=kinds, present_both=present_both & (found == 0) & analysed,
                             details=details)

@@ -97,7 +97,7 @@ def test_in_the_default_method_new_houses_are_structures_and_reroofed_halls_are_
     assert len(structures_found) >= 2
     stages = {s["stage"]: s for s in stage_accounting(result.change.details)}
     assert stages["structures"]["removed_pixels"] > 0  # the standing roofs are accounted for
-    assert result.change.details["resolved_method"] == "structures+objects+regions"
+    assert result.change.details["resolved_method"] == "objects+structures+regions"
 
 
 def test_in_the_default_method_the_region_stage_does_not_report_change_on_standing_roofs(tmp_path):
