@@ -141,3 +141,22 @@ def test_segmentation_in_tiles_finds_what_one_piece_would_and_its_margin_matters
     # without the margin, segments are cut at the seams and the roofs with them
     cut = structures(pair, StructureParams(tile_px=48, margin_m=1.0))
     assert iou(whole.labels > 0, cut.labels > 0) < 0.5
+
+
+def test_summary_accounts_for_standing_buildings_without_a_caveat_for_roofs_that_stood():
+    from imagery.pipeline import stage_caveats
+
+    details = {"candidate_pixels": 1000, "unexplained_pixels": 600, "standing_building_pixels": 300, "object_pixels": 600,
+               "structures": {"candidate_pixels": 5000, "removed_pixels": 4700},
+               "areas": {"explanations": {"standing_building": {"removed_pixels": 950, "removed_share": 0.95,
+                                                                "applied": True}}}}
+    stages = stage_accounting(details)
+    assert [(s["stage"], s["explanation"]) for s in stages] == [
+        ("objects", "illumination_season_lean"), ("objects", "standing_building"),
+        ("structures", "outline_at_both_dates"), ("regions", "standing_building")]
+    assert stages[1]["removed_share"] == pytest.approx(0.5)
+    assert stages[2]["removed_share"] == pytest.approx(0.94)
+    caveats = stage_caveats(stages)
+    # most roofs of a scene stand at both dates: that is no reason for a caveat; most change on roofs is
+    assert not any("structures" in c for c in caveats)
+    assert any("re-roofed" in c and "95 %" in c for c in caveats)
