@@ -137,13 +137,16 @@ def estimate_shift(
         shorter side, clipped to 64-256 (a 256-pixel tile is measured in nine
         128-pixel blocks: small blocks of a scene where half the ground
         changed hold too little shared structure to agree); blocks overlap
-        by half and need 80 % valid pixels (invalid ones are zeroed after centring).
+        by half and need 80 % valid pixels (invalid ones are zeroed after centring); when fewer than three
+        blocks of that side are valid enough (valid ground in pieces, as in a mosaic of windows), halves of
+        it are tried down to 64 pixels.
     upsample : int
         Phase-correlation upsampling factor: precision 1/upsample px.
     tolerance_px : float
         Blocks agree when their shifts lie within this distance; the
         estimate is the mean of the largest agreeing group, and no shift at
-        all (quality 0) when fewer than three blocks agree.
+        all (quality 0) when fewer than three blocks agree (two when only two
+        were measured; a single block is never trusted alone).
 
     Returns
     -------
@@ -161,6 +164,11 @@ def estimate_shift(
         block_px = int(np.clip(2 ** np.floor(np.log2(max(short // 2, 64))), 64, 256))
     block_px = min(block_px, short)
     origins = block_origins(valid, block_px)
+    while len(origins) < 3 and block_px >= 128:  # valid ground in pieces (a mosaic of windows): smaller blocks fit
+        smaller = block_origins(valid, block_px // 2)
+        if len(smaller) <= len(origins):
+            break
+        origins, block_px = smaller, block_px // 2
     if not origins and valid.mean() > 0.5:
         origins, block_px = [(0, 0)], short
     window = np.outer(np.hanning(block_px), np.hanning(block_px)).astype(np.float32)
@@ -179,8 +187,9 @@ def estimate_shift(
         return NO_SHIFT
     shifts = np.array(shifts)
     agree = consensus(shifts, tolerance_px)
-    if agree.sum() < min(3, len(shifts)):
-        # No group of blocks agrees: the estimate would be noise; leave the scenes as georeferenced.
+    if agree.sum() < min(3, max(2, len(shifts))):
+        # No group of blocks agrees (one block alone cannot be checked): the estimate would be noise; leave the
+        # scenes as georeferenced.
         return ShiftEstimate(0.0, 0.0, 0, len(shifts), float(np.median(np.hypot(*(shifts - np.median(shifts, 0)).T))))
     inliers = shifts[agree]
     best = inliers.mean(axis=0)

@@ -136,7 +136,8 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
 
     area_m2 = ndimage.sum(np.ones_like(luminance), segments, ids) * px2
     mean_sat = label_mean(saturation, segments, ids)
-    grey = stats.take(f"roof_grey_{name}", lambda: weighted_quantile(mean_sat, area_m2, p.grey_quantile))
+    analysed_m2 = np.where(ids == not_analysed_id, 0.0, area_m2)
+    grey = stats.take(f"roof_grey_{name}", lambda: weighted_quantile(mean_sat, analysed_m2, p.grey_quantile))
     mean_lum = label_mean(luminance, segments, ids) / max(median, 1e-6)
     ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))
     near_shadow = cv2.dilate(shadow.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0

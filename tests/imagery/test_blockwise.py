@@ -34,7 +34,7 @@ def pair(tmp_path_factory):
     write_pair(make_pair(replace(preset("default", seed=0), extent_m=512.0, pixel_size_m=0.5, after_pixel_size_m=0.5)),
                folder)
     before, after = inspect_scene(folder / "before.tif"), inspect_scene(folder / "after.tif")
-    scene = analyze(before, after, None, AnalysisParams(block_px=10**6))
+    scene = analyze(before, after, None, AnalysisParams(block_px=10**6, method="objects"))  # vehicles and tents
     return before, after, aoi_across_edges(before, after, scene.objects)
 
 

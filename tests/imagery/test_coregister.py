@@ -41,6 +41,31 @@ def test_blocks_that_disagree_are_rejected():
     assert est.blocks_used < est.blocks_total
 
 
+def test_valid_ground_in_pieces_is_measured_in_blocks_that_fit_the_pieces():
+    """A mosaic of windows (the statistics sample of a large grid): four 264-pixel windows of valid ground in a
+    720-pixel grid, the rest empty. Only one default 256-pixel block is 80 % valid, and it straddles two windows
+    and the gap; smaller blocks inside the windows measure the shift."""
+    img = textured((720, 720), seed=11)
+    moved = ndimage.shift(img, (2.7, -1.5), order=3, mode="nearest")
+    valid = np.zeros(img.shape, bool)
+    for r in (48, 408):
+        for c in (48, 408):
+            valid[r:r + 264, c:c + 264] = True
+    img, moved = np.where(valid, img, 0.0), np.where(valid, moved, 0.0)
+    est = estimate_shift(structure_band(img, valid), structure_band(moved, valid), valid)
+    assert est.blocks_total >= 3
+    assert (est.rows, est.cols) == (pytest.approx(2.7, abs=0.15), pytest.approx(-1.5, abs=0.15))
+
+
+def test_a_single_block_is_never_trusted_alone():
+    img = textured((160, 160), seed=13)
+    moved = np.roll(textured((160, 160), seed=14), 3, axis=0)  # unrelated content: any estimate is noise
+    valid = np.zeros(img.shape, bool)
+    valid[:70, :70] = True  # room for one 64-pixel block only
+    est = estimate_shift(structure_band(img, valid), structure_band(moved, valid), valid)
+    assert est.blocks_total == 1 and (est.rows, est.cols) == (0.0, 0.0) and est.quality == 0.0
+
+
 def test_offset_in_metres_matches_grid():
     from affine import Affine
     from rasterio.crs import CRS
