@@ -147,12 +147,26 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     candidate = ((area_m2 >= p.min_roof_m2) & (area_m2 <= p.max_roof_m2) & (mean_sat <= grey + p.grey_margin)
                  & (mean_lum >= p.roof_brightness[0]) & (mean_lum <= p.roof_brightness[1]) & (shadow_share >= p.min_shadow_share))
     candidate[not_analysed_id] = False
+    major, minor = axis_lengths(segments, ids)
+    candidate &= (minor * pixel_size_m >= p.min_width_m) & (major <= p.max_elongation * np.maximum(minor, 1.0))
     is_roof = np.zeros(ids.size, bool)
-    for prop in regionprops(np.where(candidate[segments], segments + 1, 0)):
-        width_m = prop.axis_minor_length * pixel_size_m
-        is_roof[prop.label - 1] = (prop.solidity >= p.min_solidity and width_m >= p.min_width_m
-                                   and prop.axis_major_length <= p.max_elongation * max(prop.axis_minor_length, 1.0))
+    for prop in regionprops(np.where(candidate[segments], segments + 1, 0)):  # the convex hull only for these
+        is_roof[prop.label - 1] = prop.solidity >= p.min_solidity
     return segments, is_roof
+
+
+def axis_lengths(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per id, the major and minor axis lengths (pixels) of the ellipse with the same second moments as its
+    pixels in ``labels`` (as :func:`skimage.measure.regionprops` defines them), for all ids at once."""
+    rows, cols = np.indices(labels.shape, dtype=np.float64)
+    count = np.maximum(ndimage.sum(np.ones(labels.shape), labels, ids), 1)
+    mean_r, mean_c = ndimage.sum(rows, labels, ids) / count, ndimage.sum(cols, labels, ids) / count
+    var_r = ndimage.sum(rows * rows, labels, ids) / count - mean_r**2
+    var_c = ndimage.sum(cols * cols, labels, ids) / count - mean_c**2
+    cov = ndimage.sum(rows * cols, labels, ids) / count - mean_r * mean_c
+    half_gap = np.sqrt(((var_r - var_c) / 2) ** 2 + cov**2)
+    larger, smaller = (var_r + var_c) / 2 + half_gap, np.maximum((var_r + var_c) / 2 - half_gap, 0.0)
+    return 4 * np.sqrt(larger), 4 * np.sqrt(smaller)
 
 
 def with_surroundings(roofs: np.ndarray, pixel_size_m: float, p: StructureParams = StructureParams()) -> np.ndarray:
