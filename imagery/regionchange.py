@@ -425,34 +425,30 @@ def _detect(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: 
                      "rule": f"log evidence more than {p.z_threshold:g} robust sigmas above the scene's median",
                      "strong_pixels": int(strong.sum())}
 
+    typical = stats.take("typical", lambda: float(np.median(evidence[analysed])))
+    details["explanations"] = {}
+
+    def explain(name: str, where: np.ndarray, z_now: np.ndarray, evidence_now: np.ndarray, z_name: str):
+        """Cut the evidence on ``where`` to the scene's typical and judge what that removes from the change
+        (trusted unless it would remove nearly all of a large change); returns z, evidence and z's scale name."""
+        gated = np.where(where, np.minimum(evidence_now, typical), evidence_now)
+        z_gated = robust_z(box_mean(gated, analysed, window), analysed, stats=stats, name=z_name)
+        removed = int(((z_now > p.z_threshold) & ~(z_gated > p.z_threshold) & analysed).sum())
+        applied = stats.take(f"{name}.applies", lambda: explanation_applies(removed, int(strong.sum()), int(analysed.sum())))
+        details["explanations"][name] = {"removed_pixels": removed,
+                                         "removed_share": round(removed / max(int(strong.sum()), 1), 4), "applied": applied}
+        return (z_gated, gated, z_name) if applied else (z_now, evidence_now, None)
+
     # phenology: vegetated at both dates, applied only when specific to part of the change
     vegetation = vegetated_both(before, after, bands, analysed, px, stats)
-    typical = stats.take("typical", lambda: float(np.median(evidence[analysed])))
-    gated = np.where(vegetation, np.minimum(evidence, typical), evidence)
-    z = robust_z(box_mean(gated, analysed, window), analysed, stats=stats, name="z_gated")
-    removed = strong & ~((z > p.z_threshold) & analysed)
-    share = float(removed.sum()) / max(int(strong.sum()), 1)
-    applied = stats.take("vegetation_both_dates.applies",
-                         lambda: explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum())))
-    details["explanations"] = {"vegetation_both_dates": {"removed_pixels": int(removed.sum()),
-                                                         "removed_share": round(share, 4), "applied": applied}}
-    if not applied:
-        z, gated = z_raw, evidence
+    z, gated, z_name = explain("vegetation_both_dates", vegetation, z_raw, evidence, "z_gated")
+    outline_evidence = gated
     if standing is not None:  # re-roofed or differently lit buildings, judged like phenology on the same scale
-        on_roofs = robust_z(box_mean(np.where(standing, np.minimum(gated, typical), gated), analysed, window), analysed,
-                            stats=stats, name="z_gated" if applied else "z_raw")
-        removed = (z > p.z_threshold) & ~(on_roofs > p.z_threshold) & analysed
-        applied = stats.take("standing_building.applies",
-                             lambda: explanation_applies(int(removed.sum()), int(strong.sum()), int(analysed.sum())))
-        details["explanations"]["standing_building"] = {
-            "removed_pixels": int(removed.sum()), "removed_share": round(float(removed.sum()) / max(int(strong.sum()), 1), 4),
-            "applied": applied}
-        if applied:
-            z = on_roofs
+        z, _, _ = explain("standing_building", standing, z, gated, z_name or "z_raw")
     labels, n = change_regions(z, analysed, px, p)
     if p.outline_window_m > 0:
         # outlines: the region's pixels whose own (finer) evidence is above the scene's typical
-        fine = robust_z(box_mean(gated if applied else evidence, analysed, max(1, int(round(p.outline_window_m / px)))),
+        fine = robust_z(box_mean(outline_evidence, analysed, max(1, int(round(p.outline_window_m / px)))),
                         analysed, stats=stats, name="z_outline")
         labels = np.where(fine > p.outline_z, labels, 0)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
