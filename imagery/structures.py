@@ -8,7 +8,7 @@ Measured on real 0.5 m pairs, the change magnitude even ranks the new houses
 of how much a pixel changed:
 
 1. :func:`roof_segments` -- each date is cut into segments of similar colour
-   (Felzenszwalb graph segmentation, smallest segment ``min_roof_m2``). A
+   (Felzenszwalb graph segmentation, smallest segment ``min_segment_m2``). A
    segment is a *roof* when it is the size and shape of a building (area,
    width and elongation in metres, solidity), not in shadow,
    greyer than most of the scene (roofing is unpigmented next to soil,
@@ -134,20 +134,20 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     median = stats.take(f"roof_median_{name}", lambda: float(np.median(luminance[analysed])) if analysed.any() else 1.0)
     shadow = (luminance < p.shadow_brightness * median) & analysed
 
-    area_m2 = ndimage.sum(np.ones_like(luminance), segments, ids) * px2
-    mean_sat = label_mean(saturation, segments, ids)
+    pixels = ndimage.sum(np.ones_like(luminance), segments, ids)
+    area_m2 = pixels * px2
+    mean_sat = label_mean(saturation, segments, ids, pixels)
     analysed_m2 = np.where(ids == not_analysed_id, 0.0, area_m2)
     grey = stats.take(f"roof_grey_{name}", lambda: weighted_quantile(mean_sat, analysed_m2, p.grey_quantile))
-    mean_lum = label_mean(luminance, segments, ids) / max(median, 1e-6)
-    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))
-    near_shadow = cv2.dilate(shadow.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
+    mean_lum = label_mean(luminance, segments, ids, pixels) / max(median, 1e-6)
+    near_shadow = grown(shadow, p.shadow_ring_m, pixel_size_m)
     outline = find_boundaries(segments, mode="inner")
     shadow_share = label_mean(near_shadow & ~shadow, np.where(outline, segments, -1), ids)
 
     candidate = ((area_m2 >= p.min_roof_m2) & (area_m2 <= p.max_roof_m2) & (mean_sat <= grey + p.grey_margin)
                  & (mean_lum >= p.roof_brightness[0]) & (mean_lum <= p.roof_brightness[1]) & (shadow_share >= p.min_shadow_share))
     candidate[not_analysed_id] = False
-    major, minor = axis_lengths(segments, ids)
+    major, minor = axis_lengths(segments, ids, pixels)
     candidate &= (minor * pixel_size_m >= p.min_width_m) & (major <= p.max_elongation * np.maximum(minor, 1.0))
     is_roof = np.zeros(ids.size, bool)
     for prop in regionprops(np.where(candidate[segments], segments + 1, 0)):  # the convex hull only for these
@@ -155,11 +155,12 @@ def roof_segments(rgb: np.ndarray, analysed: np.ndarray, pixel_size_m: float, p:
     return segments, is_roof
 
 
-def axis_lengths(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def axis_lengths(labels: np.ndarray, ids: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per id, the major and minor axis lengths (pixels) of the ellipse with the same second moments as its
-    pixels in ``labels`` (as :func:`skimage.measure.regionprops` defines them), for all ids at once."""
+    ``pixels`` (counts per id) in ``labels`` (as :func:`skimage.measure.regionprops` defines them), for all
+    ids at once."""
     rows, cols = np.indices(labels.shape, dtype=np.float64)
-    count = np.maximum(ndimage.sum(np.ones(labels.shape), labels, ids), 1)
+    count = np.maximum(pixels, 1)
     mean_r, mean_c = ndimage.sum(rows, labels, ids) / count, ndimage.sum(cols, labels, ids) / count
     var_r = ndimage.sum(rows * rows, labels, ids) / count - mean_r**2
     var_c = ndimage.sum(cols * cols, labels, ids) / count - mean_c**2
@@ -171,12 +172,18 @@ def axis_lengths(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def with_surroundings(roofs: np.ndarray, pixel_size_m: float, p: StructureParams = StructureParams()) -> np.ndarray:
     """``roofs`` (bool, rows x cols) grown by ``shadow_ring_m``: their outline and the foot of their cast shadow."""
-    ring_px = max(1, int(round(p.shadow_ring_m / pixel_size_m)))
-    return cv2.dilate(roofs.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)) > 0
+    return grown(roofs, p.shadow_ring_m, pixel_size_m)
+
+
+def grown(mask: np.ndarray, metres: float, pixel_size_m: float) -> np.ndarray:
+    """Pixels within ``metres`` (at least one pixel, along rows, columns and diagonals) of ``mask``."""
+    radius = max(1, int(round(metres / pixel_size_m)))
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1,) * 2, np.uint8)) > 0
 
 
 def lattice_px(pixel_size_m: float, params: StructureParams = StructureParams()) -> int:
-    """Blocks of a larger grid must start on multiples of this (pixels) to be block-averaged as on the whole grid."""
+    """The block-mean factor to about ``work_pixel_m``: blocks of a larger grid must start on multiples of it
+    (pixels) to be block-averaged as on the whole grid."""
     return max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
 
 
@@ -221,9 +228,11 @@ def segment_in_tiles(rgb: np.ndarray, pixel_size_m: float, p: StructureParams) -
     return segments
 
 
-def label_mean(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Per id, the mean of ``values`` over its pixels in ``labels``; 0 for an id without pixels."""
-    pixels = ndimage.sum(np.ones(labels.shape, np.float32), labels, ids)
+def label_mean(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray:
+    """Per id, the mean of ``values`` over its pixels in ``labels``; 0 for an id without pixels. ``pixels``:
+    the count per id when already known."""
+    if pixels is None:
+        pixels = ndimage.sum(np.ones(labels.shape, np.float32), labels, ids)
     return ndimage.sum(values, labels, ids) / np.maximum(pixels, 1)
 
 
@@ -255,8 +264,7 @@ def outline_persistence(segments: np.ndarray, is_roof: np.ndarray, own_edges: np
 
 def near_edges(edges: np.ndarray, pixel_size_m: float, p: StructureParams) -> np.ndarray:
     """Pixels within ``tolerance_m`` of an edge."""
-    tol = max(1, int(round(p.tolerance_m / pixel_size_m)))
-    return cv2.dilate(edges.astype(np.uint8), np.ones((2 * tol + 1,) * 2, np.uint8)) > 0
+    return grown(edges, p.tolerance_m, pixel_size_m)
 
 
 def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np.ndarray, bands: tuple[str, ...],
@@ -268,7 +276,7 @@ def detect_structure_changes(before: np.ndarray, after: np.ndarray, analysed: np
     and blue needed; without them nothing is reported); ``analysed``: bool (rows, cols); ``pixel_size_m``:
     metres. ``stats`` holds scene-wide statistics (frozen for a block of a larger scene).
     """
-    factor = max(1, int(params.work_pixel_m / pixel_size_m + 1e-9))
+    factor = lattice_px(pixel_size_m, params)
     if factor > 1 and applies(bands, pixel_size_m, params):
         from imagery.clouds import block_mean, upsample_mask
 
